@@ -1,0 +1,497 @@
+"""Synchronous SQLite storage behind :class:`eventstore.embedded.EmbeddedEventLog`.
+
+One :class:`SqliteStore` owns a writer connection (used by one thread at a time: the log's
+single writer task hands it whole batches) and a reader connection guarded by a lock.
+
+Tables::
+
+    threads(tid INTEGER PRIMARY KEY, thread_id TEXT UNIQUE, tenant TEXT)
+    events(position INTEGER PRIMARY KEY, tid, seq, event_key, occurred_at, body BLOB)
+      UNIQUE INDEX (tid, seq)       -- reading a thread; the last line of defence for seq
+      INDEX (event_key)             -- idempotency: first 8 bytes of a UUID event_id, else a hash
+
+Threads get small integer ids so the per-thread index stays compact when thousands of
+threads interleave. A thread's version is ``max(seq)`` for its ``tid``. Versions and thread
+ids are cached between batches; ``PRAGMA data_version`` tells when another process wrote,
+and the caches are dropped then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from eventstore.codec import HEADER_SIZE, Codec, PreparedEvent
+from eventstore.envelope import AppendResult, RecordedEvent
+from eventstore.errors import (
+    CorruptLog,
+    EventStoreError,
+    EventTooLarge,
+    IdempotencyConflict,
+    StorageError,
+    StorageUnavailable,
+    WrongExpectedVersion,
+)
+
+APPLICATION_ID = 0x41474C47  # "AGLG": marks a SQLite file as an agentlog log
+SCHEMA_VERSION = 1
+
+_DDL = (
+    "CREATE TABLE threads (tid INTEGER PRIMARY KEY, thread_id TEXT NOT NULL UNIQUE,"
+    " tenant TEXT NOT NULL)",
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, event_key INTEGER NOT NULL, occurred_at INTEGER NOT NULL,"
+    " body BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX events_thread_seq ON events (tid, seq)",
+    "CREATE INDEX events_event_key ON events (event_key)",
+)
+
+
+def event_key(event_id: str) -> int:
+    """Signed 64-bit index key of an event id.
+
+    A UUID's first 8 bytes are used as they are (for UUIDv7 that is its timestamp, so the
+    index grows at its end); any other id is hashed.
+    """
+    if len(event_id) == 36 and event_id[8] == "-" and event_id[13] == "-":
+        try:
+            key = int(event_id[:8] + event_id[9:13] + event_id[14:18], 16)
+        except ValueError:
+            pass
+        else:
+            return key - (1 << 64) if key >= 1 << 63 else key
+    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _event_id_of(body: bytes) -> str:
+    """Read the event_id (the envelope's first field) without decoding the rest."""
+    shift = 0
+    acc = 0
+    i = HEADER_SIZE
+    while True:
+        b = body[i]
+        i += 1
+        acc |= (b & 0x7F) << shift
+        if not b & 0x80:
+            break
+        shift += 7
+    n = (acc >> 1) ^ -(acc & 1)
+    return bytes(body[i : i + n]).decode("utf-8")
+
+
+@dataclasses.dataclass(slots=True)
+class AppendRequest:
+    """One append waiting in a batch; the writer fills ``result`` or ``error``."""
+
+    thread_id: str
+    tenant: str
+    prepared: Sequence[PreparedEvent]
+    occurred_ms: Sequence[int]
+    expected_version: int | None
+    keys: list[int] = dataclasses.field(default_factory=list)
+    result: AppendResult | None = None
+    error: EventStoreError | None = None
+
+
+_Hit = tuple[str, int, int, int]  # (event_id, tid, seq, position) of a stored event
+_Hits = dict[int, list[_Hit]]
+_REPEATS = 1 << 64  # marker key (outside the int64 range): the batch repeats an event key
+
+
+class _Batch:
+    """What one commit has staged so far."""
+
+    __slots__ = ("hits", "new_tids", "rows", "versions")
+
+    def __init__(self, hits: _Hits) -> None:
+        self.hits = hits
+        self.new_tids: dict[str, int] = {}
+        self.versions: dict[int, int] = {}
+        self.rows: list[tuple[int, int, int, int, int, bytes]] = []
+
+    def lookup(self, key: int, event_id: str) -> _Hit | None:
+        for hit in self.hits.get(key, ()):
+            if hit[0] == event_id:
+                return hit
+        return None
+
+
+def _translate(exc: sqlite3.Error, location: str, doing: str) -> StorageError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in text or "busy" in text
+    ):
+        return StorageUnavailable(f"{location}: database stayed locked while {doing}: {text}")
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "encrypted" in text
+    ):
+        return CorruptLog(location, f"not a readable SQLite database ({text})")
+    return StorageError(f"{location}: SQLite failed while {doing}: {text}")
+
+
+class SqliteStore:
+    """The tables of one embedded log file. Not async; see the module docstring.
+
+    Args:
+        path: The database file (created if missing).
+        codec: Codec that decodes stored bodies.
+        fsync: Sync every commit group to stable storage (power-loss durability) when
+            True; otherwise a commit survives a crash of the process but not of the machine.
+        max_event_bytes: Largest encoded event accepted.
+        busy_timeout_ms: How long to wait for another process's lock.
+
+    Raises:
+        CorruptLog: the file is not a SQLite database, or is another application's.
+        StorageError: the file cannot be opened or set up.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        codec: Codec,
+        *,
+        fsync: bool,
+        max_event_bytes: int,
+        busy_timeout_ms: int,
+    ) -> None:
+        self.path = path
+        self.location = str(path)
+        self.codec = codec
+        self.max_event_bytes = max_event_bytes
+        self._read_lock = threading.Lock()
+        self._tids: dict[str, int] = {}
+        self._versions: dict[int, int] = {}
+        self._data_version = -1
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        try:
+            self._w = self._connect(busy_timeout_ms, fsync)
+            self._init_schema()
+            self._r = self._connect(busy_timeout_ms, fsync)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.location, "opening the log") from exc
+
+    def _connect(self, busy_timeout_ms: int, fsync: bool) -> sqlite3.Connection:
+        con = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+        )
+        con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        con.execute("PRAGMA cache_size = -65536")
+        con.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        return con
+
+    def _init_schema(self) -> None:
+        con = self._w
+        app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == APPLICATION_ID:
+            if version != SCHEMA_VERSION:
+                raise CorruptLog(
+                    self.location,
+                    f"agentlog log format {version}, this agentlog reads format {SCHEMA_VERSION}",
+                )
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != 0 or tables:
+            raise CorruptLog(
+                self.location,
+                "is a SQLite database of another application "
+                f"(application_id {app_id:#x}, {tables} schema objects), not an agentlog log",
+            )
+        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise StorageError(f"{self.location}: cannot switch to WAL mode (got {mode!r})")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                for statement in _DDL:
+                    con.execute(statement)
+                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close both connections (idempotent)."""
+        for con in (getattr(self, "_w", None), getattr(self, "_r", None)):
+            if con is not None:
+                con.close()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def commit(self, requests: Sequence[AppendRequest], wait: bool = True) -> bool:
+        """Apply ``requests`` in order in one transaction; fill each one's result or error.
+
+        A request that fails its version or idempotency check gets its error and the others
+        go on; a storage failure fails every request of the batch and writes nothing.
+
+        Args:
+            requests: The batch, in arrival order.
+            wait: Wait up to the busy timeout for another process's write lock. When False
+                and the file is locked, return False at once having done nothing.
+
+        Returns:
+            True when the batch was handled (each request has a result or an error).
+        """
+        con = self._w
+        try:
+            if wait:
+                con.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+                con.execute("BEGIN IMMEDIATE")
+            else:
+                con.execute("PRAGMA busy_timeout = 0")
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        return False
+                    raise
+        except sqlite3.Error as exc:
+            err = _translate(exc, self.location, "starting a write")
+            for req in requests:
+                req.error = err
+            return True
+        try:
+            data_version = con.execute("PRAGMA data_version").fetchone()[0]
+            if data_version != self._data_version:
+                self._tids.clear()
+                self._versions.clear()
+            position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+            batch = _Batch(self._existing(con, requests))
+            for req in requests:
+                try:
+                    position = self._apply(con, req, position, batch)
+                except EventStoreError as exc:
+                    req.error = exc
+            con.executemany(
+                "INSERT INTO events (position, tid, seq, event_key, occurred_at, body)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                batch.rows,
+            )
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            self._tids.clear()
+            self._versions.clear()
+            self._data_version = -1
+            err = _translate(exc, self.location, "committing appends")
+            for req in requests:
+                req.result = None
+                req.error = err
+            return True
+        self._data_version = data_version
+        self._tids.update(batch.new_tids)
+        self._versions.update(batch.versions)
+        return True
+
+    def _existing(self, con: sqlite3.Connection, requests: Sequence[AppendRequest]) -> _Hits:
+        """Stored events whose key matches an event of the batch: key -> [(id, tid, seq, pos)].
+
+        Also computes each request's keys, and notes whether the batch repeats a key.
+        """
+        all_keys: list[int] = []
+        for req in requests:
+            req.keys = [event_key(p.event_id) for p in req.prepared]
+            all_keys.extend(req.keys)
+        keys = sorted(set(all_keys))
+        found: _Hits = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, tid, seq, pos, body in con.execute(
+                "SELECT event_key, tid, seq, position, substr(body, 1, 400) FROM events"
+                f" WHERE event_key IN ({marks})",
+                chunk,
+            ):
+                found.setdefault(key, []).append((_event_id_of(body), tid, seq, pos))
+        if len(keys) != len(all_keys):
+            found[_REPEATS] = []
+        return found
+
+    def _tid(self, con: sqlite3.Connection, thread_id: str, batch: _Batch) -> int | None:
+        tid = self._tids.get(thread_id) or batch.new_tids.get(thread_id)
+        if tid is None:
+            row = con.execute("SELECT tid FROM threads WHERE thread_id = ?", (thread_id,)).fetchone()
+            if row is not None:
+                tid = int(row[0])
+                self._tids[thread_id] = tid
+        return tid
+
+    def _version(self, con: sqlite3.Connection, tid: int | None, batch: _Batch) -> int:
+        if tid is None:
+            return 0
+        v = batch.versions.get(tid)
+        if v is None:
+            v = self._versions.get(tid)
+        if v is None:
+            row = con.execute("SELECT max(seq) FROM events WHERE tid = ?", (tid,)).fetchone()
+            v = int(row[0] or 0)
+            self._versions[tid] = v
+        return v
+
+    def _apply(
+        self, con: sqlite3.Connection, req: AppendRequest, position: int, batch: _Batch
+    ) -> int:
+        """Check and stage one request; return the last position used."""
+        tid = self._tid(con, req.thread_id, batch)
+        current = self._version(con, tid, batch)
+        keys = req.keys
+        if batch.hits:
+            stored = [batch.lookup(k, p.event_id) for k, p in zip(keys, req.prepared, strict=True)]
+            if any(s is not None for s in stored):
+                req.result = self._deduplicate(req, tid, current, stored)
+                return position
+        if req.expected_version is not None and req.expected_version != current:
+            raise WrongExpectedVersion(req.thread_id, req.expected_version, current)
+        if tid is None:
+            cur = con.execute(
+                "INSERT INTO threads (thread_id, tenant) VALUES (?, ?)", (req.thread_id, req.tenant)
+            )
+            tid = int(cur.lastrowid or 0)
+            batch.new_tids[req.thread_id] = tid
+        finish = self.codec.finish
+        limit = self.max_event_bytes
+        rows = []
+        seq = current
+        for prepared, key, occurred in zip(req.prepared, keys, req.occurred_ms, strict=True):
+            seq += 1
+            position += 1
+            body = finish(prepared, seq)
+            if len(body) > limit:
+                raise EventTooLarge(prepared.type, req.thread_id, len(body), limit)
+            rows.append((position, tid, seq, key, occurred, body))
+        batch.rows.extend(rows)
+        if _REPEATS in batch.hits:
+            for row, prepared in zip(rows, req.prepared, strict=True):
+                batch.hits.setdefault(row[3], []).append((prepared.event_id, tid, row[2], row[0]))
+        batch.versions[tid] = seq
+        req.result = AppendResult(
+            thread_id=req.thread_id,
+            positions=tuple([row[0] for row in rows]),
+            first_seq=current + 1,
+            version=seq,
+        )
+        return position
+
+    def _deduplicate(
+        self,
+        req: AppendRequest,
+        tid: int | None,
+        current: int,
+        stored: list[tuple[str, int, int, int] | None],
+    ) -> AppendResult:
+        first = stored[0]
+        problem = None
+        if any(s is None for s in stored):
+            problem = "some events of this append were stored before and some were not"
+        elif first is None or any(s[1] != tid for s in stored if s is not None):
+            problem = f"it belongs to another thread, not {req.thread_id!r}"
+        elif [s[2] for s in stored if s is not None] != list(
+            range(first[2], first[2] + len(stored))
+        ):
+            problem = "the events were stored in a different order or grouping"
+        if problem is not None or first is None:
+            bad = next((p.event_id for p, s in zip(req.prepared, stored, strict=True) if s), "?")
+            raise IdempotencyConflict(bad, problem or "inconsistent retry")
+        return AppendResult(
+            thread_id=req.thread_id,
+            positions=tuple(s[3] for s in stored if s is not None),
+            first_seq=first[2],
+            version=current,
+            deduplicated=True,
+        )
+
+    # --- reading -----------------------------------------------------------------------
+
+    def read_thread(
+        self, thread_id: str, from_seq: int, to_seq: int | None, until: datetime | None
+    ) -> list[RecordedEvent]:
+        """Events of ``thread_id`` with ``from_seq <= seq <= to_seq`` in ``seq`` order, cut
+        before the first event that occurred after ``until``."""
+        with self._read_lock:
+            try:
+                row = self._r.execute(
+                    "SELECT tid FROM threads WHERE thread_id = ?", (thread_id,)
+                ).fetchone()
+                if row is None:
+                    return []
+                rows = self._r.execute(
+                    "SELECT position, occurred_at, body FROM events"
+                    " WHERE tid = ? AND seq >= ? AND seq <= ? ORDER BY seq",
+                    (row[0], from_seq, to_seq if to_seq is not None else 1 << 62),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
+        decode = self.codec.decode
+        if until is None:
+            return [decode(body, pos) for pos, _, body in rows]
+        limit_ms = int(until.timestamp() * 1000)
+        out = []
+        for pos, occurred, body in rows:
+            if occurred > limit_ms:
+                break
+            out.append(decode(body, pos))
+        return out
+
+    def read_all(self, from_position: int, limit: int) -> list[RecordedEvent]:
+        """Up to ``limit`` events with ``position >= from_position``, in position order."""
+        with self._read_lock:
+            try:
+                rows = self._r.execute(
+                    "SELECT position, body FROM events WHERE position >= ? ORDER BY position"
+                    " LIMIT ?",
+                    (from_position, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, "reading the log") from exc
+        decode = self.codec.decode
+        return [decode(body, pos) for pos, body in rows]
+
+    def version(self, thread_id: str) -> int:
+        """The thread's version (0 when it has no events)."""
+        with self._read_lock:
+            try:
+                row = self._r.execute(
+                    "SELECT max(e.seq) FROM threads t JOIN events e ON e.tid = t.tid"
+                    " WHERE t.thread_id = ?",
+                    (thread_id,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
+        return int(row[0] or 0)
+
+    def head(self) -> int:
+        """Position of the last event in the log (0 when empty)."""
+        with self._read_lock:
+            try:
+                row = self._r.execute("SELECT max(position) FROM events").fetchone()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, "reading the log head") from exc
+        return int(row[0] or 0)
+
+    def threads(self, limit: int, after: str) -> list[tuple[str, str, int, int]]:
+        """Threads ordered by id after ``after``: (thread_id, tenant, version, first position)."""
+        with self._read_lock:
+            try:
+                return [
+                    (str(r[0]), str(r[1]), int(r[2] or 0), int(r[3] or 0))
+                    for r in self._r.execute(
+                        "SELECT t.thread_id, t.tenant,"
+                        " (SELECT max(seq) FROM events e WHERE e.tid = t.tid),"
+                        " (SELECT min(position) FROM events e WHERE e.tid = t.tid)"
+                        " FROM threads t WHERE t.thread_id > ? ORDER BY t.thread_id LIMIT ?",
+                        (after, limit),
+                    )
+                ]
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, "listing threads") from exc
+

@@ -1,0 +1,339 @@
+"""Avro single-object encoding of events.
+
+Layout of one encoded event (the Avro specification's single-object encoding)::
+
+    C3 01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema | Avro binary
+
+The body is one ``agentlog.Envelope`` record. Because an Avro record is just its fields one
+after another, the codec encodes everything but ``seq`` before the append (so bad events
+fail early and the log's writer only splices in the ``seq`` it assigns): the result is
+byte-for-byte what encoding the whole envelope at once gives; a property test checks it.
+
+Decoding resolves events written by any released schema version (``schemas/history``) to
+the current one. Errors name the event type and the field that failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import fastavro
+import fastavro.validation
+
+from eventstore.envelope import NewEvent, RecordedEvent
+from eventstore.errors import CorruptEvent, InvalidEvent, UnknownSchema
+from eventstore.payloads import from_avro, to_avro
+from eventstore.schema import SchemaSet, shipped_schemas
+
+MAGIC = b"\xc3\x01"
+"""The two marker bytes that start every single-object encoded datum."""
+HEADER_SIZE = 10
+"""Marker plus fingerprint."""
+_NS_PREFIX = "agentlog."
+
+
+def encode_long(n: int) -> bytes:
+    """Encode ``n`` as an Avro ``long`` (zig-zag varint)."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_long(buf: io.BytesIO) -> int:
+    shift = 0
+    acc = 0
+    while True:
+        b = buf.read(1)
+        if not b:
+            raise EOFError("bytes end inside a long")
+        acc |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return (acc >> 1) ^ -(acc & 1)
+        shift += 7
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An event encoded but for its ``seq``; :meth:`Codec.finish` completes it.
+
+    Attributes:
+        event_id: The event's id.
+        type: Its event type.
+        head: Header plus the fields before ``seq``.
+        tail: The fields after ``seq``.
+    """
+
+    event_id: str
+    type: str
+    head: bytes
+    tail: bytes
+
+    def size_with(self, seq: int) -> int:
+        """Length of the finished encoding for ``seq``."""
+        return len(self.head) + len(encode_long(seq)) + len(self.tail)
+
+
+class Codec:
+    """Encodes and decodes events with the shipped (or given) schemas.
+
+    A codec is immutable after construction and safe to share between threads and tasks.
+
+    Args:
+        schemas: The schema set to write with; default the one shipped with agentlog.
+    """
+
+    def __init__(self, schemas: SchemaSet | None = None) -> None:
+        self.schemas = schemas or shipped_schemas()
+        self.fingerprint = self.schemas.fingerprint
+        envelope = self.schemas.envelope
+        self._named: dict[str, Any] = {}
+        self._parsed = fastavro.parse_schema(envelope, named_schemas=self._named)
+        fields = envelope["fields"]
+        cut = next(i for i, f in enumerate(fields) if f["name"] == "seq")
+        if any(not isinstance(f["type"], str) for f in fields[:cut]):
+            raise ValueError("envelope fields before 'seq' must be primitive")
+        self._head_names = [f["name"] for f in fields[:cut]]
+        self._head = fastavro.parse_schema(
+            {"type": "record", "name": "agentlog._Head", "fields": fields[:cut]},
+            named_schemas={},
+        )
+        self._tail = fastavro.parse_schema(
+            {"type": "record", "name": "agentlog._Tail", "fields": fields[cut + 1 :]},
+            named_schemas={},
+        )
+        self._prefix = MAGIC + self.fingerprint
+        self._writers: dict[bytes, tuple[Any, Any, dict[str, Any], dict[str, Any]]] = {
+            self.fingerprint: (self._parsed, None, envelope, self._named)
+        }
+        for version in self.schemas.history:
+            if version.fingerprint not in self._writers:
+                named: dict[str, Any] = {}
+                parsed = fastavro.parse_schema(version.schema, named_schemas=named)
+                self._writers[version.fingerprint] = (parsed, self._parsed, version.schema, named)
+        self._versions = {v.fingerprint: v.version for v in self.schemas.history}
+
+    # --- encoding ----------------------------------------------------------------------
+
+    def prepare(self, thread_id: str, event: NewEvent) -> PreparedEvent:
+        """Encode ``event`` for ``thread_id``, all but its ``seq``.
+
+        Raises:
+            InvalidEvent: a field is missing, of the wrong type or out of range; the error
+                names the event type and the field.
+        """
+        payload = event.payload
+        event_type = payload.TYPE
+        _check_text(event_type, "thread_id", thread_id)
+        _check_text(event_type, "event_id", event.event_id)
+        _check_text(event_type, "actor", event.actor)
+        occurred = event.occurred_at
+        if not isinstance(occurred, datetime) or occurred.tzinfo is None:
+            raise InvalidEvent(
+                event_type, "occurred_at", f"must be a timezone-aware datetime, got {occurred!r}"
+            )
+        head = {"event_id": event.event_id, "thread_id": thread_id, "tenant": event.tenant}
+        tail = {
+            "type": event_type,
+            "occurred_at": occurred,
+            "actor": event.actor,
+            "version_vector": event.version_vector,
+            "causation_id": event.causation_id,
+            "correlation_id": event.correlation_id,
+            "idempotency_key": event.idempotency_key,
+            "payload": to_avro(payload),
+        }
+        head_buf = io.BytesIO()
+        head_buf.write(self._prefix)
+        tail_buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(head_buf, self._head, head)
+            fastavro.schemaless_writer(tail_buf, self._tail, tail)
+        except Exception as exc:  # fastavro raises many kinds; diagnose names the field
+            raise self._invalid({**head, "seq": 1, **tail}, event_type, exc) from exc
+        return PreparedEvent(event.event_id, event_type, head_buf.getvalue(), tail_buf.getvalue())
+
+    def finish(self, prepared: PreparedEvent, seq: int) -> bytes:
+        """Return the complete encoding of ``prepared`` at ``seq``."""
+        return prepared.head + encode_long(seq) + prepared.tail
+
+    def encode(self, thread_id: str, seq: int, event: NewEvent) -> bytes:
+        """Encode ``event`` as the ``seq``-th event of ``thread_id``.
+
+        Raises:
+            InvalidEvent: the event does not fit the schema.
+        """
+        return self.finish(self.prepare(thread_id, event), seq)
+
+    def encode_record(self, record: RecordedEvent) -> bytes:
+        """Encode a recorded event again (for copying it to another log or topic).
+
+        Raises:
+            InvalidEvent: the event does not fit the schema.
+        """
+        new = NewEvent(
+            payload=record.payload,
+            event_id=record.event_id,
+            occurred_at=record.occurred_at,
+            actor=record.actor,
+            tenant=record.tenant,
+            version_vector=record.version_vector,
+            causation_id=record.causation_id,
+            correlation_id=record.correlation_id,
+            idempotency_key=record.idempotency_key,
+        )
+        return self.encode(record.thread_id, record.seq, new)
+
+    def _invalid(self, datum: dict[str, Any], event_type: str, exc: Exception) -> InvalidEvent:
+        try:
+            fastavro.validation.validate(datum, self._parsed, raise_errors=True)
+        except fastavro.validation.ValidationError as err:
+            first = err.errors[0]
+            field = _field_path(str(first.field))
+            return InvalidEvent(
+                event_type, field, f"expected Avro {_short(first.schema)}, got {first.datum!r}"
+            )
+        return InvalidEvent(event_type, "(unknown)", f"{type(exc).__name__}: {exc}")
+
+    # --- decoding ----------------------------------------------------------------------
+
+    def schema_version(self, data: bytes) -> int | None:
+        """Released schema version that wrote ``data`` (None if unreleased or unknown)."""
+        return self._versions.get(bytes(data[2:HEADER_SIZE]))
+
+    def decode(self, data: bytes, position: int = 0) -> RecordedEvent:
+        """Decode one single-object encoded event.
+
+        Args:
+            data: The encoded event.
+            position: Log position to stamp on the result.
+
+        Raises:
+            UnknownSchema: the fingerprint names no known schema version.
+            CorruptEvent: the bytes are truncated or do not follow the writer schema.
+        """
+        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise CorruptEvent(
+                None,
+                "(header)",
+                f"not Avro single-object encoding: expected marker c301 and 8 fingerprint "
+                f"bytes, found {bytes(data[:HEADER_SIZE]).hex() or 'nothing'}",
+            )
+        writer = self._writers.get(bytes(data[2:HEADER_SIZE]))
+        if writer is None:
+            known = [f"v{v.version}={v.fingerprint.hex()}" for v in self.schemas.history]
+            raise UnknownSchema(bytes(data[2:HEADER_SIZE]), known)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            rec = fastavro.schemaless_reader(buf, writer[0], writer[1])
+        except Exception as exc:  # decode failures come as many types; diagnose names the field
+            raise _diagnose(data, writer[2], writer[3]) from exc
+        if buf.tell() != len(data):
+            raise CorruptEvent(
+                rec["type"], "(end)", f"{len(data) - buf.tell()} bytes left after the event"
+            )
+        try:
+            # The envelope's type names the union branch; reading it instead of asking
+            # fastavro for record names keeps the hot path on fastavro's fast reader.
+            payload = from_avro(_NS_PREFIX + rec["type"], rec["payload"])
+        except (KeyError, TypeError) as exc:
+            raise CorruptEvent(
+                rec["type"], "payload", f"payload does not match type {rec['type']!r}: {exc}"
+            ) from exc
+        return RecordedEvent(
+            event_id=rec["event_id"],
+            thread_id=rec["thread_id"],
+            tenant=rec["tenant"],
+            seq=rec["seq"],
+            type=rec["type"],
+            occurred_at=rec["occurred_at"],
+            actor=rec["actor"],
+            version_vector=rec["version_vector"],
+            causation_id=rec["causation_id"],
+            correlation_id=rec["correlation_id"],
+            idempotency_key=rec["idempotency_key"],
+            payload=payload,
+            position=position,
+        )
+
+
+def _check_text(event_type: str, field: str, value: object) -> None:
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(event_type, field, f"must be a non-empty string, got {value!r}")
+
+
+def _short(schema: object) -> str:
+    if isinstance(schema, dict):
+        return str(schema.get("name") or schema.get("type"))
+    if isinstance(schema, list):
+        return " | ".join(_short(s) for s in schema)
+    return str(schema)
+
+
+def _field_path(path: str) -> str:
+    """Turn fastavro's ``agentlog.memory.Set.key`` into ``payload.key``."""
+    if path.startswith("agentlog.Envelope."):
+        return path[len("agentlog.Envelope.") :]
+    for marker in (".a2a.", ".memory.", ".command.", ".routing.", ".llm.", ".thread."):
+        if marker in path:
+            rest = path.split(marker, 1)[1]
+            return "payload." + rest.split(".", 1)[1] if "." in rest else "payload"
+    return path
+
+
+def _diagnose(data: bytes, schema: Mapping[str, Any], named: dict[str, Any]) -> CorruptEvent:
+    """Re-read ``data`` field by field to name the first field that cannot be decoded."""
+    buf = io.BytesIO(data)
+    buf.seek(HEADER_SIZE)
+    event_type: str | None = None
+    for field in schema["fields"]:
+        name = field["name"]
+        if name == "payload":
+            return _diagnose_payload(buf, field["type"], named, event_type)
+        try:
+            value = _read(buf, field["type"], named)
+        except Exception as exc:  # any read failure is the answer we are looking for
+            return CorruptEvent(event_type, name, _problem(exc))
+        if name == "type":
+            event_type = value
+    return CorruptEvent(event_type, "(end)", "event does not match its writer schema")
+
+
+def _diagnose_payload(
+    buf: io.BytesIO, branches: list[Any], named: dict[str, Any], event_type: str | None
+) -> CorruptEvent:
+    try:
+        index = _read_long(buf)
+    except EOFError as exc:
+        return CorruptEvent(event_type, "payload", _problem(exc))
+    if not 0 <= index < len(branches):
+        return CorruptEvent(
+            event_type, "payload", f"union branch {index} does not exist ({len(branches)} known)"
+        )
+    branch = branches[index]
+    record = named[branch if isinstance(branch, str) else branch["name"]]
+    for field in record["fields"]:
+        try:
+            _read(buf, field["type"], named)
+        except Exception as exc:  # any read failure is the answer we are looking for
+            return CorruptEvent(event_type, f"payload.{field['name']}", _problem(exc))
+    return CorruptEvent(event_type, "payload", "payload does not match its record schema")
+
+
+def _read(buf: io.BytesIO, schema: Any, named: dict[str, Any]) -> Any:
+    parsed = fastavro.parse_schema(schema, named_schemas=dict(named), _force=True)
+    return fastavro.schemaless_reader(buf, parsed, None)
+
+
+def _problem(exc: BaseException) -> str:
+    if isinstance(exc, (EOFError, StopIteration)) or "EOF" in type(exc).__name__:
+        return "bytes end here (truncated event)"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,306 @@
+"""``EmbeddedEventLog``: the event log in one SQLite file (WAL), the default backend.
+
+Appends go through one writer task with group commit: every append that arrives while a
+commit is being prepared or running joins the next transaction, so many concurrent
+appenders share one commit (and one sync). Reads run in worker threads on their own
+connection (WAL lets them proceed while a commit is in progress).
+
+Durability: an append returns after its transaction committed. With ``fsync=False`` (the
+default, SQLite ``synchronous=NORMAL`` in WAL mode) a committed append survives a crash or
+``kill -9`` of the process; with ``fsync=True`` (``synchronous=FULL``) each commit group is
+also synced to disk, so it survives power loss too, at the cost of one sync per group.
+
+Several processes may open the same file: SQLite's lock serialises their commits, and the
+version check runs inside the transaction, so optimistic concurrency holds across them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from eventstore._sqlite import AppendRequest, SqliteStore
+from eventstore.codec import Codec
+from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.errors import EventTooLarge, InvalidEvent, LogClosed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_EVENT_BYTES = 1 << 20
+"""Largest encoded event accepted by default (1 MiB)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """A thread in the log: id, tenant, version and the position of its first event."""
+
+    thread_id: str
+    tenant: str
+    version: int
+    first_position: int
+
+
+class _Batch:
+    """Appends that will share one transaction; ``done`` is set once it committed."""
+
+    __slots__ = ("done", "requests")
+
+    def __init__(self) -> None:
+        self.requests: list[AppendRequest] = []
+        self.done = anyio.Event()
+
+
+class EmbeddedEventLog:
+    """The event log in a SQLite file.
+
+    Args:
+        path: Database file; created with its folder if missing.
+        fsync: Sync each commit group for power-loss durability (see module docstring).
+        max_event_bytes: Largest encoded event accepted (default 1 MiB).
+        max_pending: Most appends waiting for the writer; further appends wait for room.
+        poll_interval: How often a tailing subscriber checks for other processes' appends.
+        busy_timeout: Seconds to wait for another process's write lock.
+        codec: The codec (default: the shipped schemas).
+
+    Use it as ``async with EmbeddedEventLog(path) as log: ...``.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fsync: bool = False,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_pending: int = 10_000,
+        poll_interval: float = 0.2,
+        busy_timeout: float = 10.0,
+        codec: Codec | None = None,
+    ) -> None:
+        if max_event_bytes < 64:
+            raise ValueError(f"max_event_bytes must be at least 64, got {max_event_bytes}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.path = Path(path)
+        self.fsync = fsync
+        self.max_event_bytes = max_event_bytes
+        self.codec = codec or Codec()
+        self._max_pending = max_pending
+        self._poll_interval = poll_interval
+        self._busy_timeout = busy_timeout
+        self._state = "unopened"
+        self._store: SqliteStore | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._batch = _Batch()
+        self._wakeup = anyio.Event()
+        self._room = anyio.Event()
+        self._appended = anyio.Event()
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"EmbeddedEventLog({str(self.path)!r}, {self._state})"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "unopened":
+            raise LogClosed(repr(self), f"{self._state} and cannot be reopened")
+        self._state = "opening"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._store = await anyio.to_thread.run_sync(self._open_store)
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+            await self._tg.start(self._writer)
+        except BaseException:
+            self._state = "closed"
+            if self._store is not None:
+                self._store.close()
+            raise
+        self._state = "open"
+        log.info("opened embedded event log %s (fsync=%s)", self.path, self.fsync)
+        return self
+
+    def _open_store(self) -> SqliteStore:
+        return SqliteStore(
+            self.path,
+            self.codec,
+            fsync=self.fsync,
+            max_event_bytes=self.max_event_bytes,
+            busy_timeout_ms=int(self._busy_timeout * 1000),
+        )
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Commit every append already accepted, stop the writer, close the file.
+
+        Idempotent. Appends accepted before the call are committed even if the caller is
+        cancelled meanwhile (the writer drains them in a shielded scope, for at most 30 s).
+        Appends that start after this call raise :class:`LogClosed`. Call it from the task
+        that opened the log, as ``async with`` does.
+        """
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closing"
+        self._closing = True
+        self._wakeup.set()
+        try:
+            assert self._tg is not None
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._state = "closed"
+            self._room.set()
+            self._appended.set()
+            if self._store is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._store.close)
+            log.info("closed embedded event log %s", self.path)
+
+    def _require_open(self) -> SqliteStore:
+        if self._state != "open" or self._store is None:
+            raise LogClosed(repr(self), self._state)
+        return self._store
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def _writer(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """The single writer: commits everything queued since its last commit, together.
+
+        Without ``fsync`` the commit runs right here on the event loop: a group of appends
+        takes a millisecond or two, and handing it to a thread costs more than that in GIL
+        hand-offs (measured: 17k vs 12k appends/s with 64 appenders). A commit that finds
+        the file locked by another process, and every commit with ``fsync``, runs in a
+        worker thread so the loop never waits on a lock or a disk sync.
+        """
+        task_status.started()
+        try:
+            while not (self._closing and not self._batch.requests):
+                await self._wakeup.wait()
+                self._wakeup = anyio.Event()
+                await self._commit_batch()
+        finally:
+            # Cancelled or closing: appends already queued have callers waiting on them;
+            # commit them rather than drop them.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                while self._batch.requests:
+                    await self._commit_batch()
+
+    async def _commit_batch(self) -> None:
+        store = self._store
+        assert store is not None
+        batch, self._batch = self._batch, _Batch()
+        self._room.set()
+        self._room = anyio.Event()
+        if not batch.requests:
+            return
+        if self.fsync or not store.commit(batch.requests, wait=False):
+            await anyio.to_thread.run_sync(store.commit, batch.requests)
+        batch.done.set()
+        self._appended.set()
+        self._appended = anyio.Event()
+
+    async def append(
+        self,
+        thread_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = None,
+    ) -> AppendResult:
+        self._require_open()
+        if not events:
+            raise InvalidEvent("(none)", "events", "an append needs at least one event")
+        if expected_version is not None and expected_version < 0:
+            raise InvalidEvent(
+                events[0].type, "expected_version", f"must be >= 0 or None, got {expected_version}"
+            )
+        prepare = self.codec.prepare
+        prepared = [prepare(thread_id, e) for e in events]
+        limit = self.max_event_bytes
+        for p in prepared:
+            size = len(p.head) + 1 + len(p.tail)
+            if size > limit:
+                raise EventTooLarge(p.type, thread_id, size, limit)
+        request = AppendRequest(
+            thread_id,
+            events[0].tenant,
+            prepared,
+            [math.floor(e.occurred_at.timestamp() * 1000) for e in events],
+            expected_version,
+        )
+        while len(self._batch.requests) >= self._max_pending:
+            await self._room.wait()
+        if self._state != "open":
+            raise LogClosed(repr(self), self._state)
+        batch = self._batch
+        batch.requests.append(request)
+        self._wakeup.set()
+        # If cancelled while waiting, the append still commits; a retry with the same
+        # event ids finds it (idempotent).
+        await batch.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def read_thread(
+        self,
+        thread_id: str,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        *,
+        until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        store = self._require_open()
+        return await anyio.to_thread.run_sync(store.read_thread, thread_id, from_seq, to_seq, until)
+
+    async def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        store = self._require_open()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await anyio.to_thread.run_sync(store.read_all, from_position, limit)
+
+    async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
+        position = from_position
+        while True:
+            store = self._require_open()
+            appended = self._appended
+            batch = await anyio.to_thread.run_sync(store.read_all, position, 1000)
+            for event in batch:
+                yield event
+            if batch:
+                position = batch[-1].position + 1
+                continue
+            with anyio.move_on_after(self._poll_interval):
+                await appended.wait()
+
+    async def version(self, thread_id: str) -> int:
+        store = self._require_open()
+        return await anyio.to_thread.run_sync(store.version, thread_id)
+
+    async def head(self) -> int:
+        store = self._require_open()
+        return await anyio.to_thread.run_sync(store.head)
+
+    async def threads(self, *, after: str = "", limit: int = 1000) -> list[ThreadInfo]:
+        """List threads in id order, ``limit`` at a time, starting after ``after``."""
+        store = self._require_open()
+        rows = await anyio.to_thread.run_sync(store.threads, limit, after)
+        return [ThreadInfo(*row) for row in rows]

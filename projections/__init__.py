@@ -1,0 +1,3 @@
+"""agentlog projections (see ../shared/ARCHITECTURE.md; built in later issues)."""
+
+__all__: list[str] = []
