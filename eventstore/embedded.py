@@ -229,6 +229,8 @@ class EmbeddedEventLog:
             raise InvalidEvent(
                 events[0].type, "expected_version", f"must be >= 0 or None, got {expected_version}"
             )
+        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
+            raise InvalidEvent(events[0].type, "event_id", "the same event_id twice in one append")
         prepare = self.codec.prepare
         prepared = [prepare(thread_id, e) for e in events]
         limit = self.max_event_bytes

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+from pydantic import ConfigDict
+
 Role = Literal["user", "agent"]
 TaskState = Literal[
     "submitted",
@@ -44,6 +46,11 @@ class Record:
 
     __slots__ = ()
     AVRO_NAME: ClassVar[str]
+    # Where payloads are validated from JSON (CLI, REST): unknown fields are errors and
+    # bytes travel as base64.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(
+        extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
 
 
 class Payload(Record):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 
@@ -17,6 +18,31 @@ from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, Recorde
 @runtime_checkable
 class EventLog(Protocol):
     """An append-only log of events, ordered per thread by ``seq``."""
+
+    async def __aenter__(self) -> Self:
+        """Open the log (connect, create what is missing). A log opens once.
+
+        Raises:
+            LogClosed: the log was opened before.
+            StorageError: the storage cannot be opened (``CorruptLog`` names the problem).
+        """
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the log: see :meth:`aclose`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Finish what was accepted (nothing acknowledged is lost), then release resources.
+
+        Idempotent and safe to call while being cancelled.
+        """
+        ...
 
     async def append(
         self,

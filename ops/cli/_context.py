@@ -1,0 +1,51 @@
+"""What every CLI command shares: settings, opening the log, and error reporting."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, TypeVar
+
+import anyio
+import click
+
+from eventstore import EventStoreError
+from eventstore.port import EventLog
+from ops.settings import Settings
+from ops.wiring import ConfigError, open_log
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CliContext:
+    """Settings read once at the top of the command."""
+
+    settings: Settings
+
+    def log(self) -> EventLog:
+        """The configured event log, not yet opened."""
+        return open_log(self.settings)
+
+
+def fail(message: str) -> NoReturn:
+    """Stop the command with exit status 1 and ``message`` on stderr."""
+    raise click.ClickException(message)
+
+
+def run(func: Callable[[], Awaitable[T]]) -> T:
+    """Run an async command body, turning agentlog errors into clean CLI errors."""
+    try:
+        return anyio.run(func)
+    except (EventStoreError, ConfigError) as exc:
+        fail(str(exc))
+
+
+def run_guarded(command: click.Command) -> None:
+    """Run the click command; Ctrl-C ends quietly with status 130."""
+    try:
+        command.main(prog_name="agentlog")
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        sys.exit(130)

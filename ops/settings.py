@@ -1,0 +1,63 @@
+"""Settings of the ``agentlog`` deployables, read once from the environment and flags.
+
+Environment variables use the prefix ``AGENTLOG_`` and ``__`` between nested names, e.g.
+``AGENTLOG_LOG=sqlite:///.agentlog/agentlog.db`` or ``AGENTLOG_EMBEDDED__FSYNC=true``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".agentlog")
+"""Where the embedded log lives unless configured otherwise."""
+
+
+class EmbeddedSettings(BaseModel):
+    """Settings of the embedded (SQLite) event log."""
+
+    fsync: bool = Field(
+        False,
+        description="Sync every commit group to disk (survives power loss); otherwise a "
+        "committed append survives a crash of the process but not of the machine.",
+    )
+    max_event_bytes: int = Field(1 << 20, ge=64, description="Largest encoded event accepted.")
+    poll_interval: float = Field(
+        0.2, gt=0, description="Seconds between checks for other processes' appends when tailing."
+    )
+    busy_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for another process's write lock."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything the ``agentlog`` command and server read from their environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTLOG_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    log: str | None = Field(
+        None,
+        description="Event log URL: sqlite:///PATH (relative), sqlite:////ABS/PATH or "
+        "kafka://HOST:PORT[,HOST:PORT]. Default: sqlite in the data dir.",
+    )
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder for the embedded log and state.")
+    embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+
+    @field_validator("log")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError(
+                f"log URL {value!r} has no scheme; use sqlite:///PATH or kafka://HOST:PORT"
+            )
+        return value
+
+    def log_url(self) -> str:
+        """The event log URL in force (the configured one, or the data dir's SQLite file)."""
+        if self.log:
+            return self.log
+        return f"sqlite:///{self.data_dir / 'agentlog.db'}"

@@ -1,0 +1,173 @@
+"""What only the embedded (SQLite) log promises: crash safety, several processes on one
+file, clear errors for files that are not logs, and power-loss mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from eventstore import CorruptLog, EmbeddedEventLog, LogClosed
+from tests.samples import event
+
+pytestmark = pytest.mark.anyio
+
+WRITER = Path(__file__).with_name("crash_writer.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(WRITER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _read_acks(proc: subprocess.Popen[str], count: int) -> list[list[str]]:
+    acks = []
+    assert proc.stdout is not None
+    while len(acks) < count:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"writer ended early: {proc.stderr.read() if proc.stderr else ''}")
+        if line.startswith("ack "):
+            acks.append(line.split()[1:])
+    return acks
+
+
+async def test_acknowledged_appends_survive_kill_9(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    proc = _spawn(str(log_path), "8")
+    try:
+        acks = _read_acks(proc, 400)
+    finally:
+        _kill(proc)
+    assert proc.returncode == -signal.SIGKILL
+    async with EmbeddedEventLog(log_path) as log:
+        stored = {e.event_id: e for e in await log.read_all(limit=1_000_000)}
+        for event_id, position, seq, thread in acks:
+            got = stored.get(event_id)
+            assert got is not None, f"acknowledged event {event_id} lost"
+            assert (got.position, got.seq, got.thread_id) == (int(position), int(seq), thread)
+        # every thread is still gap-free, and the log takes new appends where it stopped
+        for w in range(8):
+            seqs = [e.seq for e in await log.read_thread(f"crash-{w}")]
+            assert seqs == list(range(1, len(seqs) + 1))
+        version = await log.version("crash-0")
+        assert (await log.append("crash-0", [event()], expected_version=version)).version == version + 1
+
+
+async def test_processes_sharing_a_file_keep_one_winner_per_version(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    async with EmbeddedEventLog(log_path) as log:
+        await log.append("shared", [event()])
+    procs = [_spawn(str(log_path), "3", "shared") for _ in range(2)]
+    try:
+        acks = [a for p in procs for a in _read_acks(p, 60)]
+    finally:
+        for p in procs:
+            _kill(p)
+    seqs = [int(seq) for _, _, seq, _ in acks]
+    assert len(seqs) == len(set(seqs)), "two writers were both told they appended the same seq"
+    async with EmbeddedEventLog(log_path) as log:
+        stored = await log.read_thread("shared")
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    by_seq = {e.seq: e.event_id for e in stored}
+    for event_id, _, seq, _ in acks:
+        assert by_seq[int(seq)] == event_id
+
+
+async def test_subscriber_sees_appends_of_another_process(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path, poll_interval=0.05) as log:
+        proc = _spawn(str(log_path), "1")
+        try:
+            with anyio.fail_after(20):
+                async for e in log.subscribe(1):
+                    assert e.thread_id == "crash-0"
+                    if e.seq == 5:
+                        break
+        finally:
+            _kill(proc)
+
+
+async def test_a_file_that_is_not_sqlite_is_refused_clearly(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.db"
+    bogus.write_bytes(b"these are my notes, not a database\n" * 200)
+    with pytest.raises(CorruptLog) as info:
+        async with EmbeddedEventLog(bogus):
+            pass
+    assert str(bogus) in str(info.value)
+    assert "not a readable SQLite database" in str(info.value)
+
+
+async def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    foreign = tmp_path / "app.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(CorruptLog, match="another application"):
+        async with EmbeddedEventLog(foreign):
+            pass
+    con = sqlite3.connect(foreign)
+    assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 1  # untouched
+    con.close()
+
+
+async def test_a_damaged_log_gives_a_clear_error(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path) as log:
+        for i in range(50):
+            await log.append(f"t{i}", [event()])
+    data = bytearray(log_path.read_bytes())
+    for offset in range(4096, len(data), 7):
+        data[offset] = 0xFF
+    log_path.write_bytes(bytes(data))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{log_path}{suffix}").unlink(missing_ok=True)
+    with pytest.raises((CorruptLog, LogClosed)) as info:
+        async with EmbeddedEventLog(log_path) as log:
+            await log.read_all()
+    assert str(log_path) in str(info.value)
+
+
+async def test_power_loss_mode_appends_and_reads(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path, fsync=True) as log:
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(log.append, f"t{i % 4}", [event()])
+        counts = [len(await log.read_thread(f"t{i}")) for i in range(4)]
+        assert counts == [5, 5, 5, 5]
+    con = sqlite3.connect(log_path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+async def test_reopening_continues_the_log(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path) as log:
+        first = await log.append("t", [event(), event()])
+    async with EmbeddedEventLog(log_path) as log:
+        second = await log.append("t", [event()], expected_version=2)
+        assert second.positions[0] == first.positions[-1] + 1
+        assert [e.seq for e in await log.read_thread("t")] == [1, 2, 3]
+        assert [t.thread_id for t in await log.threads()] == ["t"]
+
+
+def test_bad_options_are_refused(log_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_event_bytes"):
+        EmbeddedEventLog(log_path, max_event_bytes=10)
+    with pytest.raises(ValueError, match="max_pending"):
+        EmbeddedEventLog(log_path, max_pending=0)
