@@ -6,7 +6,14 @@ from :class:`EventStoreError` (see :mod:`eventstore.errors` for the tree).
 
 from eventstore.codec import Codec, PreparedEvent
 from eventstore.embedded import DEFAULT_MAX_EVENT_BYTES, EmbeddedEventLog, ThreadInfo
-from eventstore.envelope import ANY, NO_THREAD, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.envelope import (
+    ANY,
+    NO_THREAD,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+)
 from eventstore.errors import (
     BrokerUnavailable,
     CodecError,

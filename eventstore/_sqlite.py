@@ -124,9 +124,7 @@ class _Batch:
 
 def _translate(exc: sqlite3.Error, location: str, doing: str) -> StorageError:
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in text or "busy" in text
-    ):
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return StorageUnavailable(f"{location}: database stayed locked while {doing}: {text}")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in text or "malformed" in text or "encrypted" in text
@@ -320,7 +318,9 @@ class SqliteStore:
     def _tid(self, con: sqlite3.Connection, thread_id: str, batch: _Batch) -> int | None:
         tid = self._tids.get(thread_id) or batch.new_tids.get(thread_id)
         if tid is None:
-            row = con.execute("SELECT tid FROM threads WHERE thread_id = ?", (thread_id,)).fetchone()
+            row = con.execute(
+                "SELECT tid FROM threads WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
             if row is not None:
                 tid = int(row[0])
                 self._tids[thread_id] = tid
@@ -494,4 +494,3 @@ class SqliteStore:
                 ]
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, "listing threads") from exc
-

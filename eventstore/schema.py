@@ -31,9 +31,7 @@ HISTORY_DIR = SCHEMA_DIR / "history"
 ENVELOPE = "agentlog.Envelope"
 """Full name of the envelope record."""
 
-_PRIMITIVES = frozenset(
-    {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-)
+_PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 Schema = Any  # Any: an Avro schema is a JSON tree (str | list | dict) by definition
 
 
@@ -135,9 +133,7 @@ def expand(root: str, named: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
             out.pop("namespace", None)
             if kind in ("record", "error"):
                 ns = full.rpartition(".")[0] or None
-                out["fields"] = [
-                    {**f, "type": walk(f["type"], ns)} for f in node["fields"]
-                ]
+                out["fields"] = [{**f, "type": walk(f["type"], ns)} for f in node["fields"]]
             return out
         if kind == "array":
             return {**node, "items": walk(node["items"], namespace)}
@@ -203,9 +199,7 @@ def load_history(folder: Path = HISTORY_DIR) -> tuple[SchemaVersion, ...]:
     return tuple(sorted(versions, key=lambda v: v.version))
 
 
-def load_schema_set(
-    folder: Path = SCHEMA_DIR, history_dir: Path | None = None
-) -> SchemaSet:
+def load_schema_set(folder: Path = SCHEMA_DIR, history_dir: Path | None = None) -> SchemaSet:
     """Load the schemas in ``folder`` (default: the ones shipped with agentlog).
 
     Raises:

@@ -71,5 +71,7 @@ def open_log(settings: Settings, url: str | None = None) -> EventLog:
         make = BACKENDS[scheme]
     except KeyError:
         known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise ConfigError(f"log URL {url!r}: unknown scheme {scheme!r}; use one of {known}") from None
+        raise ConfigError(
+            f"log URL {url!r}: unknown scheme {scheme!r}; use one of {known}"
+        ) from None
     return make(url, settings)

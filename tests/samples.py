@@ -60,24 +60,64 @@ SAMPLES: dict[str, Payload] = {
             reference_task_ids=("task-0",),
             metadata_json='{"lang": "en"}',
         ),
-        TaskStatusUpdate(task_id="task-1", state="input_required", message=text_message("need input", "agent")),
-        Artifact(task_id="task-1", artifact_id="art-1", name="report.md", parts=(Part(text="# Report"),), append=True, last_chunk=False),
+        TaskStatusUpdate(
+            task_id="task-1", state="input_required", message=text_message("need input", "agent")
+        ),
+        Artifact(
+            task_id="task-1",
+            artifact_id="art-1",
+            name="report.md",
+            parts=(Part(text="# Report"),),
+            append=True,
+            last_chunk=False,
+        ),
         MemorySet(key="plan", value_json='["a", "b"]', kind="list"),
         MemoryDelete(key="scratch"),
-        MemoryMerged(key="count", value_json="5", kind="counter", policy="merge", merged_event_ids=("e1", "e2")),
+        MemoryMerged(
+            key="count",
+            value_json="5",
+            kind="counter",
+            policy="merge",
+            merged_event_ids=("e1", "e2"),
+        ),
         MemoryConflict(
             key="title",
             siblings=(
-                Sibling(event_id="e1", actor="planner", value_json='"A"', version_vector={"planner": 2}, occurred_at=T0),
-                Sibling(event_id="e2", actor="critic", value_json=None, version_vector={"critic": 1}, occurred_at=T0),
+                Sibling(
+                    event_id="e1",
+                    actor="planner",
+                    value_json='"A"',
+                    version_vector={"planner": 2},
+                    occurred_at=T0,
+                ),
+                Sibling(
+                    event_id="e2",
+                    actor="critic",
+                    value_json=None,
+                    version_vector={"critic": 1},
+                    occurred_at=T0,
+                ),
             ),
         ),
-        MemoryResolved(key="title", value_json='"A"', chosen_event_id="e1", superseded_event_ids=("e2",)),
-        CommandReceived(command_id="c1", name="append", args_json="{}", source="rest", expected_version=4),
-        CommandRejected(command_id="c1", code="wrong_expected_version", reason="stale", expected_version=4, current_version=6),
+        MemoryResolved(
+            key="title", value_json='"A"', chosen_event_id="e1", superseded_event_ids=("e2",)
+        ),
+        CommandReceived(
+            command_id="c1", name="append", args_json="{}", source="rest", expected_version=4
+        ),
+        CommandRejected(
+            command_id="c1",
+            code="wrong_expected_version",
+            reason="stale",
+            expected_version=4,
+            current_version=6,
+        ),
         RoutingDecided(
             task_id="task-1",
-            candidates=(Candidate(name="researcher", kind="agent", score=0.91, reason="mentions papers"), Candidate(name="search", kind="tool", score=0.4)),
+            candidates=(
+                Candidate(name="researcher", kind="agent", score=0.91, reason="mentions papers"),
+                Candidate(name="search", kind="tool", score=0.4),
+            ),
             choice="researcher",
             choice_kind="agent",
             confidence=0.91,
@@ -85,9 +125,25 @@ SAMPLES: dict[str, Payload] = {
             router="lexical",
             latency_ms=0.8,
         ),
-        RoutingEscalated(task_id="task-2", reason="low confidence", confidence=0.41, threshold=0.7, candidates=()),
-        RoutingFeedback(task_id="task-1", decision_event_id="e9", correct=False, better_choice="search", comment="was a lookup"),
-        LlmCompleted(request_id="r1", model="small", purpose="routing", request_json="{}", response_json="{}", prompt_tokens=12, latency_ms=35.5),
+        RoutingEscalated(
+            task_id="task-2", reason="low confidence", confidence=0.41, threshold=0.7, candidates=()
+        ),
+        RoutingFeedback(
+            task_id="task-1",
+            decision_event_id="e9",
+            correct=False,
+            better_choice="search",
+            comment="was a lookup",
+        ),
+        LlmCompleted(
+            request_id="r1",
+            model="small",
+            purpose="routing",
+            request_json="{}",
+            response_json="{}",
+            prompt_tokens=12,
+            latency_ms=35.5,
+        ),
         ThreadRolledBack(to_seq=3, reason="bad tool output"),
         ThreadForked(source_thread_id="t-1", source_seq=7, reason="what-if"),
     )
@@ -142,7 +198,13 @@ def _for_type(tp: Any) -> st.SearchStrategy[Any]:
 def records(cls: type[Record]) -> st.SearchStrategy[Any]:
     """Random instances of a payload or nested record class."""
     hints = typing.get_type_hints(cls)
-    return st.builds(cls, **{f.name: st.deferred(lambda t=hints[f.name]: _for_type(t)) for f in dataclasses.fields(cls)})
+    return st.builds(
+        cls,
+        **{
+            f.name: st.deferred(lambda t=hints[f.name]: _for_type(t))
+            for f in dataclasses.fields(cls)
+        },
+    )
 
 
 payloads: st.SearchStrategy[Payload] = st.one_of([records(c) for c in PAYLOAD_TYPES.values()])

@@ -52,10 +52,17 @@ def conversation(thread: str) -> list[NewEvent]:
     task = f"task-{thread}"
     s = _Script(thread)
     say = Message
-    s.emit("user", say(message_id=uuid7(), role="user", parts=(Part(text=_QUESTION),), context_id=thread))
+    s.emit(
+        "user",
+        say(message_id=uuid7(), role="user", parts=(Part(text=_QUESTION),), context_id=thread),
+    )
     s.emit("planner", TaskStatusUpdate(task_id=task, context_id=thread, state="submitted"))
-    s.emit("planner", MemorySet(key="goal", value_json=json.dumps("compare event stores")), causal=True)
-    s.emit("planner", MemorySet(key="scratch", value_json=json.dumps("ask researcher")), causal=True)
+    s.emit(
+        "planner", MemorySet(key="goal", value_json=json.dumps("compare event stores")), causal=True
+    )
+    s.emit(
+        "planner", MemorySet(key="scratch", value_json=json.dumps("ask researcher")), causal=True
+    )
     s.emit(
         "planner",
         say(
@@ -63,13 +70,25 @@ def conversation(thread: str) -> list[NewEvent]:
             role="agent",
             task_id=task,
             context_id=thread,
-            parts=(Part(text="Researcher: list event stores with per-stream ordering and concurrent writers."),),
+            parts=(
+                Part(text="Researcher: list event stores with per-stream order, many writers."),
+            ),
         ),
     )
     s.emit("researcher", TaskStatusUpdate(task_id=task, context_id=thread, state="working"))
-    s.emit("researcher", MemorySet(key="sources_checked", value_json="3", kind="counter"), causal=True)
-    findings = ["Kafka: order per partition", "EventStoreDB: expected version per stream", "SQLite log: one writer, group commit"]
-    s.emit("researcher", MemorySet(key="findings", value_json=json.dumps(findings), kind="list"), causal=True)
+    s.emit(
+        "researcher", MemorySet(key="sources_checked", value_json="3", kind="counter"), causal=True
+    )
+    findings = [
+        "Kafka: order per partition",
+        "EventStoreDB: expected version per stream",
+        "SQLite log: one writer, group commit",
+    ]
+    s.emit(
+        "researcher",
+        MemorySet(key="findings", value_json=json.dumps(findings), kind="list"),
+        causal=True,
+    )
     s.emit(
         "researcher",
         Artifact(
@@ -77,12 +96,23 @@ def conversation(thread: str) -> list[NewEvent]:
             artifact_id=uuid7(),
             context_id=thread,
             name="comparison.md",
-            parts=(Part(text="| store | ordering | concurrency |\n| Kafka | partition | consumer-owned writer |", media_type="text/markdown"),),
+            parts=(
+                Part(
+                    text="| store | ordering | concurrency |\n| Kafka | partition | one writer |",
+                    media_type="text/markdown",
+                ),
+            ),
         ),
     )
     s.emit(
         "researcher",
-        say(message_id=uuid7(), role="agent", task_id=task, context_id=thread, parts=(Part(text="Done: three stores compared, table attached."),)),
+        say(
+            message_id=uuid7(),
+            role="agent",
+            task_id=task,
+            context_id=thread,
+            parts=(Part(text="Done: three stores compared, table attached."),),
+        ),
     )
     s.emit("planner", MemoryDelete(key="scratch"), causal=True)
     s.emit(
@@ -92,7 +122,15 @@ def conversation(thread: str) -> list[NewEvent]:
             context_id=thread,
             state="completed",
             final=True,
-            message=say(message_id=uuid7(), role="agent", parts=(Part(text="All three keep order per stream; they differ in who serialises writers."),)),
+            message=say(
+                message_id=uuid7(),
+                role="agent",
+                parts=(
+                    Part(
+                        text="All three keep order per stream; they differ in who orders writers."
+                    ),
+                ),
+            ),
         ),
     )
     return s.events
@@ -133,7 +171,10 @@ def demo(ctx: CliContext, thread: str | None) -> None:
             return await log.read_thread(thread_id), elapsed
 
     events, elapsed = run(body)
-    out.print(f"Wrote {len(script)} events to thread [bold]{thread_id}[/] in {url} ({elapsed * 1000:.1f} ms).\n")
+    out.print(
+        f"Wrote {len(script)} events to thread [bold]{thread_id}[/] in {url} "
+        f"({elapsed * 1000:.1f} ms).\n"
+    )
     out.print(event_table(events, title=f"thread {thread_id}"))
     memory: dict[str, str] = {}
     for event in events:

@@ -47,7 +47,8 @@ def _parse_time(value: str) -> datetime:
 @events.command(
     epilog=f"""\b
 Examples:
-  agentlog events append t-42 --type memory.Set --data '{{"key": "plan", "value_json": "\\"draft\\""}}'
+  agentlog events append t-42 --type memory.Set \\
+      --data '{{"key": "plan", "value_json": "\\"draft\\""}}'
   agentlog events append t-42 --type a2a.Message --actor planner \\
       --data '{{"message_id": "m1", "role": "agent", "parts": [{{"text": "Hello"}}]}}'
   agentlog events append t-42 --type memory.Delete --data @payload.json --expected-version 2
@@ -58,7 +59,9 @@ See a type's fields with: agentlog schemas show TYPE
 """
 )
 @click.argument("thread")
-@click.option("--type", "event_type", required=True, metavar="TYPE", help="Event type, e.g. memory.Set.")
+@click.option(
+    "--type", "event_type", required=True, metavar="TYPE", help="Event type, e.g. memory.Set."
+)
 @click.option(
     "--data",
     required=True,
@@ -74,7 +77,9 @@ See a type's fields with: agentlog schemas show TYPE
     metavar="N",
     help="Append only if the thread's version (seq of its last event; 0 = new thread) is N.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the appended event as one JSON object.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the appended event as one JSON object."
+)
 @click.pass_obj
 def append(
     ctx: CliContext,
@@ -220,7 +225,14 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
     rows = run(body)
     if as_json:
         for thread_id, tenant, version, first in rows:
-            print_json({"thread_id": thread_id, "tenant": tenant, "version": version, "first_position": first})
+            print_json(
+                {
+                    "thread_id": thread_id,
+                    "tenant": tenant,
+                    "version": version,
+                    "first_position": first,
+                }
+            )
         return
     table = Table(title=f"{len(rows)} threads", title_justify="left")
     table.add_column("thread")

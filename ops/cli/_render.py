@@ -64,8 +64,9 @@ def summary(payload: Payload) -> str:
             note = f": {_parts(payload.message.parts)}" if payload.message else ""
             return f"task {payload.task_id} -> {payload.state}{note}"
         case Artifact():
-            return f"task {payload.task_id} artifact {payload.name or payload.artifact_id}: " + _parts(
-                payload.parts
+            return (
+                f"task {payload.task_id} artifact {payload.name or payload.artifact_id}: "
+                + _parts(payload.parts)
             )
         case MemorySet():
             kind = "" if payload.kind == "value" else f" ({payload.kind})"
@@ -89,7 +90,10 @@ def summary(payload: Payload) -> str:
                 f"(confidence {payload.confidence:.2f}): {payload.rationale}"
             )
         case RoutingEscalated():
-            return f"task {payload.task_id} escalated (confidence {payload.confidence:.2f}): {payload.reason}"
+            return (
+                f"task {payload.task_id} escalated "
+                f"(confidence {payload.confidence:.2f}): {payload.reason}"
+            )
         case RoutingFeedback():
             verdict = "correct" if payload.correct else f"wrong, better: {payload.better_choice}"
             return f"decision {payload.decision_event_id}: {verdict}"

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from eventstore.compat import check_backward_transitive
 from rich.table import Table
 
 from eventstore import SchemaError
-from eventstore.compat import check_backward_transitive
 from eventstore.schema import ENVELOPE, SCHEMA_DIR, load_schema_set, shipped_schemas
 from ops.cli._context import fail
 from ops.cli._render import out, print_json
@@ -49,7 +49,9 @@ def list_types(as_json: bool) -> None:
     rows = []
     for full in current.payload_names():
         record = current.named[full]
-        rows.append((full.removeprefix("agentlog."), full, len(record["fields"]), record.get("doc", "")))
+        rows.append(
+            (full.removeprefix("agentlog."), full, len(record["fields"]), record.get("doc", ""))
+        )
     if as_json:
         for event_type, full, n_fields, doc in rows:
             print_json({"type": event_type, "record": full, "fields": n_fields, "doc": doc})
@@ -156,9 +158,11 @@ def check(folder: Path | None, as_json: bool) -> None:
         table.add_column("result")
         for version in history:
             problems = report.get(version.version, [])
-            verdict = "[green]readable[/]" if not problems else "[red]" + "\n".join(
-                str(p) for p in problems
-            ) + "[/]"
+            verdict = (
+                "[green]readable[/]"
+                if not problems
+                else "[red]" + "\n".join(str(p) for p in problems) + "[/]"
+            )
             table.add_row(f"v{version.version}", version.fingerprint.hex(), verdict)
         out.print(table)
         released = any(v.fingerprint == current.fingerprint for v in history)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from eventstore import (
@@ -47,7 +48,9 @@ async def test_batch_append_gets_consecutive_seqs_and_positions(log: EventLog) -
 
 
 async def test_every_event_type_round_trips(log: EventLog) -> None:
-    originals = [event(p, actor="agent-7", version_vector={"agent-7": 3, "x": 1}) for p in SAMPLES.values()]
+    originals = [
+        event(p, actor="agent-7", version_vector={"agent-7": 3, "x": 1}) for p in SAMPLES.values()
+    ]
     await log.append("all-types", originals)
     stored = await log.read_thread("all-types")
     for new, got in zip(originals, stored, strict=True):
@@ -176,7 +179,12 @@ async def test_bad_appends_are_refused_with_the_field_named(log: EventLog) -> No
     with pytest.raises(InvalidEvent) as info:
         await log.append("", [event()])
     assert info.value.field == "thread_id"
-    naive = NewEvent(payload=MemorySet(key="k", value_json="1"), event_id="x", occurred_at=T0.replace(tzinfo=None), actor="a")
+    naive = NewEvent(
+        payload=MemorySet(key="k", value_json="1"),
+        event_id="x",
+        occurred_at=T0.replace(tzinfo=None),
+        actor="a",
+    )
     with pytest.raises(InvalidEvent, match="occurred_at"):
         await log.append("t", [naive])
     assert await log.version("t") == 0
@@ -196,9 +204,13 @@ async def test_oversized_events_are_refused(make_log: LogFactory) -> None:
 
 
 async def test_default_limit_is_one_mebibyte(log: EventLog) -> None:
-    await log.append("t", [event(Message(message_id="m", role="user", parts=(Part(text="x" * 1_000_000),)))])
+    await log.append(
+        "t", [event(Message(message_id="m", role="user", parts=(Part(text="x" * 1_000_000),)))]
+    )
     with pytest.raises(EventTooLarge):
-        await log.append("t", [event(Message(message_id="m", role="user", parts=(Part(text="x" * 1_100_000),)))])
+        await log.append(
+            "t", [event(Message(message_id="m", role="user", parts=(Part(text="x" * 1_100_000),)))]
+        )
 
 
 async def test_read_thread_ranges(log: EventLog) -> None:
@@ -215,7 +227,12 @@ async def test_read_thread_until_returns_the_prefix_as_of_a_time(log: EventLog) 
     assert [e.seq for e in await log.read_thread("t", until=T0 + timedelta(seconds=12))] == [1, 2]
     # the prefix stops at the first later event even if an earlier-stamped one follows
     assert [e.seq for e in await log.read_thread("t", until=T0 + timedelta(seconds=16))] == [1, 2]
-    assert [e.seq for e in await log.read_thread("t", until=T0 + timedelta(seconds=20))] == [1, 2, 3, 4]
+    assert [e.seq for e in await log.read_thread("t", until=T0 + timedelta(seconds=20))] == [
+        1,
+        2,
+        3,
+        4,
+    ]
     assert await log.read_thread("t", until=T0 - timedelta(seconds=1)) == []
 
 
@@ -286,7 +303,7 @@ async def test_appends_queued_when_closing_are_committed(make_log: LogFactory) -
         async with make_log() as log:
             for i in range(50):
                 tg.start_soon(append_one, log, i)
-            await anyio.sleep(0)  # every append is queued, none committed yet
+            await anyio.lowlevel.checkpoint()  # every append is queued, none committed yet
         # the log closed with 50 appends queued: each must have been committed
     assert len(results) == 50
     assert {r.version for r in results} == {1}

@@ -25,7 +25,10 @@ async def main(path: str, writers: int, shared: str | None) -> None:
             while True:
                 n += 1
                 thread = shared or f"crash-{w}"
-                e = new_event(Message(message_id=f"{w}-{n}", role="agent", parts=(Part(text="x" * 300),)), actor=f"w{w}")
+                e = new_event(
+                    Message(message_id=f"{w}-{n}", role="agent", parts=(Part(text="x" * 300),)),
+                    actor=f"w{w}",
+                )
                 try:
                     if shared:
                         version = await log.version(thread)

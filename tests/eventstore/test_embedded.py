@@ -25,7 +25,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _spawn(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, str(WRITER), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(WRITER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -68,7 +72,9 @@ async def test_acknowledged_appends_survive_kill_9(log_path: Path) -> None:
             seqs = [e.seq for e in await log.read_thread(f"crash-{w}")]
             assert seqs == list(range(1, len(seqs) + 1))
         version = await log.version("crash-0")
-        assert (await log.append("crash-0", [event()], expected_version=version)).version == version + 1
+        assert (
+            await log.append("crash-0", [event()], expected_version=version)
+        ).version == version + 1
 
 
 async def test_processes_sharing_a_file_keep_one_winner_per_version(log_path: Path) -> None:

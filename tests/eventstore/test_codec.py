@@ -1,0 +1,196 @@
+"""The codec: single-object encoding, fingerprints, round trips and clear decode errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+
+import avro.io
+import avro.schema
+import fastavro
+import fastavro.schema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import Codec, CorruptEvent, InvalidEvent, NewEvent, UnknownSchema
+from eventstore.codec import MAGIC, encode_long
+from eventstore.payloads import to_avro
+from eventstore.schema import SCHEMA_DIR, canonical_form, crc64_avro, fingerprint, shipped_schemas
+from tests.samples import SAMPLES, T0, event, new_events
+
+CODEC = Codec()
+
+
+def _full_record(thread_id: str, seq: int, e: NewEvent) -> dict[str, object]:
+    return {
+        "event_id": e.event_id,
+        "thread_id": thread_id,
+        "tenant": e.tenant,
+        "seq": seq,
+        "type": e.type,
+        "occurred_at": e.occurred_at,
+        "actor": e.actor,
+        "version_vector": dict(e.version_vector),
+        "causation_id": e.causation_id,
+        "correlation_id": e.correlation_id,
+        "idempotency_key": e.idempotency_key,
+        "payload": to_avro(e.payload),
+    }
+
+
+def test_crc64_avro_matches_the_specification_vectors() -> None:
+    # test vectors from the Avro specification's fingerprint section
+    assert crc64_avro(b'"null"') == 7195948357588979594
+    assert crc64_avro(b"") == 0xC15D213AA4D7A795
+
+
+def test_fingerprint_is_what_a_consumer_with_only_the_avsc_files_computes() -> None:
+    # A downstream consumer: load the envelope from the published files with fastavro,
+    # take the Parsing Canonical Form and fastavro's own CRC-64-AVRO.
+    consumer = fastavro.schema.load_schema(
+        str(SCHEMA_DIR / "agentlog.Envelope.avsc"), _write_hint=False
+    )
+    pcf = fastavro.schema.to_parsing_canonical_form(consumer)
+    assert pcf == shipped_schemas().canonical
+    assert (
+        bytes.fromhex(fastavro.schema.fingerprint(pcf, "CRC-64-AVRO"))
+        == shipped_schemas().fingerprint
+    )
+    assert fingerprint(consumer) == CODEC.fingerprint
+
+
+def test_every_named_type_is_defined_once_at_its_first_use() -> None:
+    text = shipped_schemas().canonical
+    for name in shipped_schemas().named:
+        assert text.count(f'{{"name":"{name}",') == 1, name
+
+
+def test_header_is_marker_then_little_endian_fingerprint() -> None:
+    data = CODEC.encode("t", 1, event())
+    assert data[:2] == MAGIC == b"\xc3\x01"
+    assert data[2:10] == CODEC.fingerprint
+    assert int.from_bytes(data[2:10], "little") == crc64_avro(
+        canonical_form(shipped_schemas().envelope).encode()
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(e=new_events, thread=st.text(min_size=1, max_size=30), seq=st.integers(1, 2**62))
+def test_encode_then_decode_is_the_identity(e: NewEvent, thread: str, seq: int) -> None:
+    got = CODEC.decode(CODEC.encode(thread, seq, e), position=9)
+    assert (got.thread_id, got.seq, got.position) == (thread, seq, 9)
+    assert got.payload == e.payload
+    assert (got.event_id, got.tenant, got.actor, got.type) == (
+        e.event_id,
+        e.tenant,
+        e.actor,
+        e.type,
+    )
+    assert got.occurred_at == e.occurred_at
+    assert dict(got.version_vector) == dict(e.version_vector)
+    assert (got.causation_id, got.correlation_id, got.idempotency_key) == (
+        e.causation_id,
+        e.correlation_id,
+        e.idempotency_key,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(e=new_events, seq=st.integers(1, 2**62))
+def test_split_encoding_equals_encoding_the_whole_envelope(e: NewEvent, seq: int) -> None:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(
+        buf, fastavro.parse_schema(shipped_schemas().envelope), _full_record("t-1", seq, e)
+    )
+    assert CODEC.encode("t-1", seq, e) == MAGIC + CODEC.fingerprint + buf.getvalue()
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_encode_long_is_avro_long(n: int) -> None:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, "long", n)
+    assert encode_long(n) == buf.getvalue()
+
+
+def test_apache_avro_decodes_our_bytes() -> None:
+    # An independent implementation (the Apache Avro Python library) reads every sample.
+    schema = avro.schema.parse(json.dumps(shipped_schemas().envelope))
+    reader = avro.io.DatumReader(schema)
+    for payload in SAMPLES.values():
+        data = CODEC.encode("t-1", 3, event(payload, occurred_at=T0))
+        record = reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+        assert record["type"] == payload.TYPE
+        assert record["seq"] == 3
+        assert record["thread_id"] == "t-1"
+
+
+def test_every_truncation_gives_a_codec_error_naming_the_field() -> None:
+    data = CODEC.encode("thread-1", 5, event(SAMPLES["a2a.Message"]))
+    fields = set()
+    for cut in range(len(data)):
+        with pytest.raises(CorruptEvent) as info:
+            CODEC.decode(data[:cut])
+        fields.add(info.value.field)
+        if cut > 90:  # past header, ids, seq and type
+            assert info.value.event_type == "a2a.Message"
+    assert {"(header)", "event_id", "payload.parts"} <= fields
+
+
+def test_truncated_payload_names_type_and_field() -> None:
+    data = CODEC.encode("t", 1, event(SAMPLES["memory.Set"]))
+    with pytest.raises(CorruptEvent) as info:
+        CODEC.decode(data[:-3])
+    assert info.value.event_type == "memory.Set"
+    assert info.value.field.startswith("payload.")
+    assert "memory.Set" in str(info.value) and "truncated" in str(info.value)
+
+
+def test_trailing_bytes_are_refused() -> None:
+    data = CODEC.encode("t", 1, event())
+    with pytest.raises(CorruptEvent, match="left after"):
+        CODEC.decode(data + b"\x00\x00")
+
+
+def test_unknown_fingerprint_is_refused() -> None:
+    data = bytearray(CODEC.encode("t", 1, event()))
+    data[2:10] = b"\x01" * 8
+    with pytest.raises(UnknownSchema) as info:
+        CODEC.decode(bytes(data))
+    assert info.value.fingerprint == b"\x01" * 8
+    assert "0101010101010101" in str(info.value)
+
+
+def test_not_single_object_encoding_is_refused() -> None:
+    with pytest.raises(CorruptEvent, match="c301"):
+        CODEC.decode(b'{"json": "no"}')
+
+
+def test_type_that_disagrees_with_the_payload_is_refused() -> None:
+    e = event(SAMPLES["memory.Delete"])
+    record = _full_record("t", 1, e)
+    record["type"] = "memory.Set"
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(shipped_schemas().envelope), record)
+    with pytest.raises(CorruptEvent) as info:
+        CODEC.decode(MAGIC + CODEC.fingerprint + buf.getvalue())
+    assert info.value.field == "payload"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"), [({"key": None}, "payload.key"), ({"kind": "bogus"}, "payload.kind")]
+)
+def test_payload_that_does_not_fit_its_schema_names_the_field(
+    change: dict[str, object], field: str
+) -> None:
+    bad = dataclasses.replace(SAMPLES["memory.Set"], **change)  # type: ignore[type-var]
+    with pytest.raises(InvalidEvent) as info:
+        CODEC.encode("t", 1, event(bad))
+    assert (info.value.event_type, info.value.field) == ("memory.Set", field)
+
+
+def test_envelope_field_that_does_not_fit_is_named() -> None:
+    with pytest.raises(InvalidEvent) as info:
+        CODEC.encode("t", 1, event(version_vector={"a": "not a number"}))  # type: ignore[dict-item]
+    assert info.value.field == "version_vector"
