@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import typing
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -233,7 +234,7 @@ class Codec:
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)
         try:
-            rec = fastavro.schemaless_reader(buf, writer[0], writer[1])
+            rec = typing.cast(dict[str, Any], fastavro.schemaless_reader(buf, writer[0], writer[1]))
         except Exception as exc:  # decode failures come as many types; diagnose names the field
             raise _diagnose(data, writer[2], writer[3]) from exc
         if buf.tell() != len(data):

@@ -9,7 +9,6 @@ the field.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -19,9 +18,14 @@ from eventstore.errors import InvalidEvent
 from eventstore.payloads import Payload, payload_class
 
 
-@functools.cache
+_ADAPTERS: dict[type[Payload], TypeAdapter[Any]] = {}
+
+
 def _adapter(cls: type[Payload]) -> TypeAdapter[Any]:
-    return TypeAdapter(cls)
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    return adapter
 
 
 def payload_from_json(event_type: str, data: str | bytes) -> Payload:

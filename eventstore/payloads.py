@@ -60,13 +60,10 @@ class Payload(Record):
     TYPE: ClassVar[str]
 
 
-_frozen = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-
-
 # --- records nested in payloads ---------------------------------------------------------
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class FileRef(Record):
     """A file carried by an A2A part, by URI or as inline bytes."""
 
@@ -77,7 +74,7 @@ class FileRef(Record):
     bytes: builtins.bytes | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Part(Record):
     """One part of an A2A message or artifact: text, data (JSON text) or a file."""
 
@@ -89,7 +86,7 @@ class Part(Record):
     metadata_json: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Sibling(Record):
     """One concurrent version of a memory key (``value_json`` None means a delete)."""
 
@@ -102,7 +99,7 @@ class Sibling(Record):
     occurred_at: datetime
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate(Record):
     """A primitive the router considered, with its score."""
 
@@ -116,7 +113,7 @@ class Candidate(Record):
 # --- payloads ---------------------------------------------------------------------------
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Message(Payload):
     """``a2a.Message``: an A2A message sent by a user or an agent."""
 
@@ -131,7 +128,7 @@ class Message(Payload):
     metadata_json: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStatusUpdate(Payload):
     """``a2a.TaskStatusUpdate``: an A2A task changed state."""
 
@@ -145,7 +142,7 @@ class TaskStatusUpdate(Payload):
     metadata_json: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Artifact(Payload):
     """``a2a.Artifact``: an A2A task produced an artifact, or a chunk of one."""
 
@@ -162,7 +159,7 @@ class Artifact(Payload):
     metadata_json: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class MemorySet(Payload):
     """``memory.Set``: a memory key was written (causal context: the envelope's vector)."""
 
@@ -173,7 +170,7 @@ class MemorySet(Payload):
     kind: ValueKind = "value"
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryDelete(Payload):
     """``memory.Delete``: a memory key was deleted."""
 
@@ -182,7 +179,7 @@ class MemoryDelete(Payload):
     key: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryMerged(Payload):
     """``memory.Merged``: concurrent writes to a key were merged by its merge policy."""
 
@@ -195,7 +192,7 @@ class MemoryMerged(Payload):
     merged_event_ids: tuple[str, ...]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryConflict(Payload):
     """``memory.Conflict``: concurrent writes under the ``manual`` policy; siblings kept."""
 
@@ -205,7 +202,7 @@ class MemoryConflict(Payload):
     siblings: tuple[Sibling, ...]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryResolved(Payload):
     """``memory.Resolved``: a manual conflict was settled."""
 
@@ -218,7 +215,7 @@ class MemoryResolved(Payload):
     superseded_event_ids: tuple[str, ...]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CommandReceived(Payload):
     """``command.Received``: an external request was accepted as a command."""
 
@@ -231,7 +228,7 @@ class CommandReceived(Payload):
     expected_version: int | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CommandRejected(Payload):
     """``command.Rejected``: a command was refused; ``code`` and ``reason`` say why."""
 
@@ -244,7 +241,7 @@ class CommandRejected(Payload):
     current_version: int | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingDecided(Payload):
     """``routing.Decided``: the router chose a primitive for a task, and why."""
 
@@ -261,7 +258,7 @@ class RoutingDecided(Payload):
     latency_ms: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingEscalated(Payload):
     """``routing.Escalated``: confidence was below the threshold; a human decides."""
 
@@ -274,7 +271,7 @@ class RoutingEscalated(Payload):
     candidates: tuple[Candidate, ...]
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class RoutingFeedback(Payload):
     """``routing.Feedback``: someone judged a routing decision."""
 
@@ -287,7 +284,7 @@ class RoutingFeedback(Payload):
     comment: str | None = None
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LlmCompleted(Payload):
     """``llm.Completed``: a model call completed; replays read it instead of calling."""
 
@@ -303,7 +300,7 @@ class LlmCompleted(Payload):
     latency_ms: float
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ThreadRolledBack(Payload):
     """``thread.RolledBack``: live state reset to its state at ``to_seq``; history kept."""
 
@@ -313,7 +310,7 @@ class ThreadRolledBack(Payload):
     reason: str
 
 
-@_frozen
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ThreadForked(Payload):
     """``thread.Forked``: this thread starts as a copy of another up to ``source_seq``."""
 
@@ -366,34 +363,41 @@ def _field_converters(cls: type[Record]) -> list[tuple[str, _Conv | None, _Conv 
     """For each field: (name, to-plain, from-plain); None where the value passes as is."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[str, _Conv | None, _Conv | None]] = []
-    for f in dataclasses.fields(cls):
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # every Record is a dataclass
         tp = hints[f.name]
         args = typing.get_args(tp)
         origin = typing.get_origin(tp)
         inner = [a for a in args if a is not type(None)]
         rec = _record_class(tp) or (_record_class(inner[0]) if len(inner) == 1 else None)
         if origin is tuple and _record_class(args[0]):
-            item = typing.cast(type[Record], args[0])
-            out.append(
-                (
-                    f.name,
-                    lambda v, _i=item: [_to_plain(_i, x) for x in v],
-                    lambda v, _i=item: tuple([_from_plain(_i, x) for x in v]),
-                )
-            )
+            out.append((f.name, *_array_converters(typing.cast(type[Record], args[0]))))
         elif origin is tuple:
             out.append((f.name, list, tuple))
         elif rec is not None:
-            out.append(
-                (
-                    f.name,
-                    lambda v, _r=rec: None if v is None else _to_plain(_r, v),
-                    lambda v, _r=rec: None if v is None else _from_plain(_r, v),
-                )
-            )
+            out.append((f.name, *_optional_converters(rec)))
         else:
             out.append((f.name, None, None))
     return out
+
+
+def _array_converters(item: type[Record]) -> tuple[_Conv, _Conv]:
+    def to_plain(v: Any) -> Any:
+        return [_to_plain(item, x) for x in v]
+
+    def from_plain(v: Any) -> Any:
+        return tuple([_from_plain(item, x) for x in v])
+
+    return to_plain, from_plain
+
+
+def _optional_converters(rec: type[Record]) -> tuple[_Conv, _Conv]:
+    def to_plain(v: Any) -> Any:
+        return None if v is None else _to_plain(rec, v)
+
+    def from_plain(v: Any) -> Any:
+        return None if v is None else _from_plain(rec, v)
+
+    return to_plain, from_plain
 
 
 _TO: dict[type[Record], Callable[[Record], dict[str, Any]]] = {}

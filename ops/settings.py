@@ -19,16 +19,20 @@ class EmbeddedSettings(BaseModel):
     """Settings of the embedded (SQLite) event log."""
 
     fsync: bool = Field(
-        False,
+        default=False,
         description="Sync every commit group to disk (survives power loss); otherwise a "
         "committed append survives a crash of the process but not of the machine.",
     )
-    max_event_bytes: int = Field(1 << 20, ge=64, description="Largest encoded event accepted.")
+    max_event_bytes: int = Field(
+        default=1 << 20, ge=64, description="Largest encoded event accepted."
+    )
     poll_interval: float = Field(
-        0.2, gt=0, description="Seconds between checks for other processes' appends when tailing."
+        default=0.2,
+        gt=0,
+        description="Seconds between checks for other processes' appends when tailing.",
     )
     busy_timeout: float = Field(
-        10.0, gt=0, description="Seconds to wait for another process's write lock."
+        default=10.0, gt=0, description="Seconds to wait for another process's write lock."
     )
 
 
@@ -40,11 +44,13 @@ class Settings(BaseSettings):
     )
 
     log: str | None = Field(
-        None,
+        default=None,
         description="Event log URL: sqlite:///PATH (relative), sqlite:////ABS/PATH or "
         "kafka://HOST:PORT[,HOST:PORT]. Default: sqlite in the data dir.",
     )
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder for the embedded log and state.")
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Folder for the embedded log and state."
+    )
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
 
     @field_validator("log")

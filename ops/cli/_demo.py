@@ -6,6 +6,7 @@ import json
 import time
 
 import click
+from rich.markup import escape
 
 from eventstore import NewEvent, RecordedEvent, new_event, uuid7
 from eventstore.payloads import (
@@ -172,7 +173,7 @@ def demo(ctx: CliContext, thread: str | None) -> None:
 
     events, elapsed = run(body)
     out.print(
-        f"Wrote {len(script)} events to thread [bold]{thread_id}[/] in {url} "
+        f"Wrote {len(script)} events to thread [bold]{escape(thread_id)}[/] in {escape(url)} "
         f"({elapsed * 1000:.1f} ms).\n"
     )
     out.print(event_table(events, title=f"thread {thread_id}"))
@@ -184,8 +185,9 @@ def demo(ctx: CliContext, thread: str | None) -> None:
             memory.pop(event.payload.key, None)
     out.print("\nWorking memory after the conversation (folded from the events):")
     for key, value in memory.items():
-        out.print(f"  {key} = {value}")
+        out.print(f"  {key} = {value}", markup=False)
     out.print(
         "\nNext: [bold]agentlog events cat "
-        f"{thread_id}[/] · agentlog events cat {thread_id} --json · agentlog schemas list"
+        f"{escape(thread_id)}[/] · agentlog events cat {escape(thread_id)} --json"
+        " · agentlog schemas list"
     )

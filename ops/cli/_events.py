@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from eventstore import EmbeddedEventLog, InvalidEvent, RecordedEvent, new_event
 from eventstore.jsonview import payload_from_json
@@ -116,7 +117,8 @@ def append(
     else:
         out.print(
             f"appended {event.type} to thread {thread!r} as seq {event.seq} "
-            f"(position {event.position}, event {event.event_id})"
+            f"(position {event.position}, event {event.event_id})",
+            markup=False,
         )
 
 
@@ -194,7 +196,7 @@ def tail(
                 if as_json:
                     print_event_json(event)
                 else:
-                    out.print(event_line(event))
+                    out.print(event_line(event), markup=False)
                 sys.stdout.flush()
                 shown += 1
                 if limit is not None and shown >= limit:
@@ -216,7 +218,8 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
         async with ctx.log() as log:
             if not isinstance(log, EmbeddedEventLog):
                 fail("listing threads is available on the embedded log")
-            found, after = [], ""
+            found: list[tuple[str, str, int, int]] = []
+            after = ""
             while batch := await log.threads(after=after):
                 found.extend((t.thread_id, t.tenant, t.version, t.first_position) for t in batch)
                 after = batch[-1].thread_id
@@ -240,5 +243,5 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
     table.add_column("version", justify="right")
     table.add_column("first position", justify="right")
     for thread_id, tenant, version, first in rows:
-        table.add_row(thread_id, tenant, str(version), str(first))
+        table.add_row(Text(thread_id), Text(tenant), str(version), str(first))
     out.print(table)

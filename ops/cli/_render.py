@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from eventstore import RecordedEvent
 from eventstore.jsonview import event_to_json
@@ -120,8 +121,13 @@ def event_table(events: list[RecordedEvent], title: str | None = None) -> Table:
     table.add_column("actor", no_wrap=True, style="green")
     table.add_column("what happened", overflow="fold")
     for event in events:
+        # Text cells: event content is data, never rich markup ("[user] hi" stays as is).
         table.add_row(
-            str(event.seq), timestamp(event), event.type, event.actor, summary(event.payload)
+            Text(str(event.seq)),
+            Text(timestamp(event)),
+            Text(event.type),
+            Text(event.actor),
+            Text(summary(event.payload)),
         )
     return table
 
