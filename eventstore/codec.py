@@ -25,8 +25,9 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
+from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
-from eventstore.errors import CorruptEvent, InvalidEvent, UnknownSchema
+from eventstore.errors import CorruptEvent, InvalidEvent, SchemaError, UnknownSchema
 from eventstore.payloads import from_avro, to_avro
 from eventstore.schema import SchemaSet, shipped_schemas
 
@@ -89,6 +90,9 @@ class Codec:
 
     Args:
         schemas: The schema set to write with; default the one shipped with agentlog.
+
+    Raises:
+        SchemaError: the schemas cannot read every released version (BACKWARD_TRANSITIVE).
     """
 
     def __init__(self, schemas: SchemaSet | None = None) -> None:
@@ -120,6 +124,15 @@ class Codec:
                 parsed = fastavro.parse_schema(version.schema, named_schemas=named)
                 self._writers[version.fingerprint] = (parsed, self._parsed, version.schema, named)
         self._versions = {v.fingerprint: v.version for v in self.schemas.history}
+        broken = {
+            v: p for v, p in check_backward_transitive(envelope, self.schemas.history).items() if p
+        }
+        if broken:
+            oldest, problems = min(broken.items())
+            raise SchemaError(
+                f"the current schema cannot read events of released version v{oldest}: "
+                f"{problems[0]} (run 'agentlog schemas check' for all problems)"
+            )
 
     # --- encoding ----------------------------------------------------------------------
 

@@ -173,6 +173,8 @@ class _Side:
                 raise SchemaError(f"{self.role} schema: a {kind} has no name: {node!r}")
             full = _fullname(node["name"], node.get("namespace", namespace))
             if full in self.named:
+                if self.named[full][0] != node:
+                    raise SchemaError(f"{self.role} schema defines {full!r} twice, differently")
                 return
             self.named[full] = (node, namespace)
             if kind in ("record", "error"):
@@ -307,7 +309,11 @@ class _Checker:
             return self._records(rt, wt, path)
         if rt.kind in _PROMOTIONS.get(wt.kind, ()):
             return []
-        return [self._problem(path, rt, wt, "types differ and the writer's does not promote")]
+        return [
+            self._problem(
+                path, rt, wt, "the writer's type is neither the reader's nor promotable to it"
+            )
+        ]
 
     def _names_match(self, rt: _Type, wt: _Type) -> bool:
         return rt.name == wt.name or wt.name in self.r.aliases(rt)

@@ -17,7 +17,6 @@ from eventstore.envelope import RecordedEvent
 from eventstore.errors import InvalidEvent
 from eventstore.payloads import Payload, payload_class
 
-
 _ADAPTERS: dict[type[Payload], TypeAdapter[Any]] = {}
 
 

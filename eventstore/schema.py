@@ -196,6 +196,9 @@ def load_history(folder: Path = HISTORY_DIR) -> tuple[SchemaVersion, ...]:
         except (OSError, ValueError) as exc:
             raise SchemaError(f"{path}: not a frozen schema version: {exc}") from exc
         versions.append(SchemaVersion(number, schema, fingerprint(schema)))
+    numbers = [v.version for v in versions]
+    if len(set(numbers)) != len(numbers):
+        raise SchemaError(f"{folder}: a schema version is frozen twice (files {sorted(numbers)})")
     return tuple(sorted(versions, key=lambda v: v.version))
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from eventstore.compat import check_backward_transitive
 from rich.table import Table
 
 from eventstore import SchemaError
+from eventstore.compat import check_backward_transitive
 from eventstore.schema import ENVELOPE, SCHEMA_DIR, load_schema_set, shipped_schemas
 from ops.cli._context import fail
 from ops.cli._render import out, print_json

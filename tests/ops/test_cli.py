@@ -67,11 +67,18 @@ def test_append_then_cat(tmp_path: Path) -> None:
     )
     assert first.returncode == 0, first.stderr
     assert "as seq 1" in first.stdout
+    message = {
+        "message_id": "m1",
+        "role": "agent",
+        "parts": [{"text": "Hello there"}],
+        "task_id": "task-9",
+    }
     second = agentlog(
-        "events", "append", "t-1", "--type", "a2a.Message", "--actor", "planner", "--expected-version", "1", "--json",
-        "--data", '{"message_id": "m1", "role": "agent", "parts": [{"text": "Hello there"}], "task_id": "task-9"}',
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
+        *("events", "append", "t-1", "--type", "a2a.Message", "--actor", "planner"),
+        *("--expected-version", "1", "--json", "--data", json.dumps(message)),
+        cwd=tmp_path,
+        env=env,
+    )
     assert second.returncode == 0, second.stderr
     appended = json.loads(second.stdout)
     assert (appended["seq"], appended["actor"], appended["type"]) == (2, "planner", "a2a.Message")
