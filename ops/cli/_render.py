@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -113,22 +114,32 @@ def timestamp(event: RecordedEvent) -> str:
 
 
 def event_table(events: list[RecordedEvent], title: str | None = None) -> Table:
-    """Events as a table: seq, time, type, actor, what happened."""
-    table = Table(title=title, title_justify="left", expand=False)
+    """Events as a table: seq, time, type, actor, what happened.
+
+    Times show the clock only when every event falls on one day (the day goes in the
+    title); on a terminal narrower than 100 columns the time is left out, so the text
+    column keeps room (``--json`` always has everything).
+    """
+    days = {e.occurred_at.date() for e in events}
+    one_day = len(days) == 1
+    show_time = out.width >= 100
+    if one_day and title and show_time:
+        title = f"{title} · {next(iter(days)).isoformat()} UTC"
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
     table.add_column("seq", justify="right", style="bold")
-    table.add_column("time (UTC)", no_wrap=True)
+    if show_time:
+        table.add_column("time" if one_day else "time (UTC)", no_wrap=True)
     table.add_column("type", no_wrap=True, style="cyan")
     table.add_column("actor", no_wrap=True, style="green")
-    table.add_column("what happened", overflow="fold")
+    table.add_column("what happened", overflow="fold", min_width=24, ratio=1)
     for event in events:
+        moment = timestamp(event)
         # Text cells: event content is data, never rich markup ("[user] hi" stays as is).
-        table.add_row(
-            Text(str(event.seq)),
-            Text(timestamp(event)),
-            Text(event.type),
-            Text(event.actor),
-            Text(summary(event.payload)),
-        )
+        cells = [Text(str(event.seq))]
+        if show_time:
+            cells.append(Text(moment[11:] if one_day else moment))
+        cells += [Text(event.type), Text(event.actor), Text(clip(summary(event.payload), 300))]
+        table.add_row(*cells)
     return table
 
 
