@@ -104,13 +104,16 @@ _Hits = dict[int, list[_Hit]]
 _REPEATS = 1 << 64  # marker key (outside the int64 range): the batch repeats an event key
 
 
-class _Batch:
-    """What one commit has staged so far."""
+class StagedBatch:
+    """Appends written into an open transaction, waiting for :meth:`SqliteStore.finish`."""
 
-    __slots__ = ("hits", "new_tids", "rows", "versions")
+    __slots__ = ("data_version", "failure", "hits", "new_tids", "requests", "rows", "versions")
 
-    def __init__(self, hits: _Hits) -> None:
-        self.hits = hits
+    def __init__(self, requests: Sequence[AppendRequest]) -> None:
+        self.requests = requests
+        self.failure: StorageError | None = None
+        self.data_version = -1
+        self.hits: _Hits = {}
         self.new_tids: dict[str, int] = {}
         self.versions: dict[int, int] = {}
         self.rows: list[tuple[int, int, int, int, int, bytes]] = []
@@ -167,6 +170,7 @@ class SqliteStore:
         self._versions: dict[int, int] = {}
         self._data_version = -1
         self._busy_timeout_ms = int(busy_timeout_ms)
+        self._busy_now = self._busy_timeout_ms
         try:
             self._w = self._connect(busy_timeout_ms, fsync)
             self._init_schema()
@@ -228,42 +232,51 @@ class SqliteStore:
     def commit(self, requests: Sequence[AppendRequest], wait: bool = True) -> bool:
         """Apply ``requests`` in order in one transaction; fill each one's result or error.
 
+        The same as :meth:`stage` followed by :meth:`finish`.
+
+        Returns:
+            False if ``wait`` is False and the file was locked (nothing done), else True.
+        """
+        batch = self.stage(requests, wait)
+        if batch is None:
+            return False
+        self.finish(batch)
+        return True
+
+    def stage(self, requests: Sequence[AppendRequest], wait: bool = True) -> StagedBatch | None:
+        """Begin a transaction and write ``requests`` into it, without committing.
+
         A request that fails its version or idempotency check gets its error and the others
-        go on; a storage failure fails every request of the batch and writes nothing.
+        go on. :meth:`finish` must follow (it commits, or on failure fails every request).
 
         Args:
             requests: The batch, in arrival order.
             wait: Wait up to the busy timeout for another process's write lock. When False
-                and the file is locked, return False at once having done nothing.
+                and the file is locked, return None at once having done nothing.
 
         Returns:
-            True when the batch was handled (each request has a result or an error).
+            The staged batch, or None (locked, ``wait`` False).
         """
         con = self._w
+        batch = StagedBatch(requests)
         try:
-            if wait:
-                con.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            self._set_busy_timeout(self._busy_timeout_ms if wait else 0)
+            try:
                 con.execute("BEGIN IMMEDIATE")
-            else:
-                con.execute("PRAGMA busy_timeout = 0")
-                try:
-                    con.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        return False
-                    raise
+            except sqlite3.OperationalError as exc:
+                if not wait and ("locked" in str(exc) or "busy" in str(exc)):
+                    return None
+                raise
         except sqlite3.Error as exc:
-            err = _translate(exc, self.location, "starting a write")
-            for req in requests:
-                req.error = err
-            return True
+            batch.failure = _translate(exc, self.location, "starting a write")
+            return batch
         try:
-            data_version = con.execute("PRAGMA data_version").fetchone()[0]
-            if data_version != self._data_version:
+            batch.data_version = con.execute("PRAGMA data_version").fetchone()[0]
+            if batch.data_version != self._data_version:
                 self._tids.clear()
                 self._versions.clear()
             position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
-            batch = _Batch(self._existing(con, requests))
+            batch.hits = self._existing(con, requests)
             for req in requests:
                 try:
                     position = self._apply(con, req, position, batch)
@@ -274,22 +287,41 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 batch.rows,
             )
-            con.execute("COMMIT")
         except sqlite3.Error as exc:
+            batch.failure = _translate(exc, self.location, "writing appends")
+        return batch
+
+    def finish(self, batch: StagedBatch) -> None:
+        """Commit a staged batch (the sync, if configured, happens here).
+
+        Safe to run in a worker thread while the event loop goes on: the writer
+        connection is used by nobody else until this returns. On failure the transaction
+        is rolled back and every request of the batch gets the error.
+        """
+        con = self._w
+        if batch.failure is None:
+            try:
+                con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                batch.failure = _translate(exc, self.location, "committing appends")
+        if batch.failure is not None:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             self._tids.clear()
             self._versions.clear()
             self._data_version = -1
-            err = _translate(exc, self.location, "committing appends")
-            for req in requests:
+            for req in batch.requests:
                 req.result = None
-                req.error = err
-            return True
-        self._data_version = data_version
+                req.error = batch.failure
+            return
+        self._data_version = batch.data_version
         self._tids.update(batch.new_tids)
         self._versions.update(batch.versions)
-        return True
+
+    def _set_busy_timeout(self, ms: int) -> None:
+        if ms != self._busy_now:
+            self._w.execute(f"PRAGMA busy_timeout = {ms}")
+            self._busy_now = ms
 
     def _existing(self, con: sqlite3.Connection, requests: Sequence[AppendRequest]) -> _Hits:
         """Stored events whose key matches an event of the batch: key -> [(id, tid, seq, pos)].
@@ -315,7 +347,7 @@ class SqliteStore:
             found[_REPEATS] = []
         return found
 
-    def _tid(self, con: sqlite3.Connection, thread_id: str, batch: _Batch) -> int | None:
+    def _tid(self, con: sqlite3.Connection, thread_id: str, batch: StagedBatch) -> int | None:
         tid = self._tids.get(thread_id) or batch.new_tids.get(thread_id)
         if tid is None:
             row = con.execute(
@@ -326,7 +358,7 @@ class SqliteStore:
                 self._tids[thread_id] = tid
         return tid
 
-    def _version(self, con: sqlite3.Connection, tid: int | None, batch: _Batch) -> int:
+    def _version(self, con: sqlite3.Connection, tid: int | None, batch: StagedBatch) -> int:
         if tid is None:
             return 0
         v = batch.versions.get(tid)
@@ -339,7 +371,7 @@ class SqliteStore:
         return v
 
     def _apply(
-        self, con: sqlite3.Connection, req: AppendRequest, position: int, batch: _Batch
+        self, con: sqlite3.Connection, req: AppendRequest, position: int, batch: StagedBatch
     ) -> int:
         """Check and stage one request; return the last position used."""
         tid = self._tid(con, req.thread_id, batch)

@@ -183,11 +183,14 @@ class EmbeddedEventLog:
     async def _writer(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """The single writer: commits everything queued since its last commit, together.
 
-        Without ``fsync`` the commit runs right here on the event loop: a group of appends
-        takes a millisecond or two, and handing it to a thread costs more than that in GIL
-        hand-offs (measured: 17k vs 12k appends/s with 64 appenders). A commit that finds
-        the file locked by another process, and every commit with ``fsync``, runs in a
-        worker thread so the loop never waits on a lock or a disk sync.
+        Each group is staged on the event loop (begin, checks, inserts: about a
+        millisecond for 64 appends) and committed in a worker thread. The commit (WAL
+        write, checkpoint, and the sync with ``fsync``) is one call that releases the GIL,
+        so it overlaps with the loop encoding the next group; staging on the loop avoids
+        the GIL hand-offs that made whole-transaction-in-a-thread slower (measured: 12k
+        against 17k appends/s with 64 appenders). A group that finds the file locked by
+        another process is staged in the worker thread too, so the loop never waits on a
+        lock.
         """
         task_status.started()
         try:
@@ -210,8 +213,11 @@ class EmbeddedEventLog:
         self._room = anyio.Event()
         if not batch.requests:
             return
-        if self.fsync or not store.commit(batch.requests, wait=False):
-            await anyio.to_thread.run_sync(store.commit, batch.requests)
+        staged = store.stage(batch.requests, wait=False)
+        if staged is None:
+            staged = await anyio.to_thread.run_sync(store.stage, batch.requests, True)
+        assert staged is not None  # waiting for the lock always stages
+        await anyio.to_thread.run_sync(store.finish, staged)
         batch.done.set()
         self._appended.set()
         self._appended = anyio.Event()
