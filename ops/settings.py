@@ -31,6 +31,9 @@ class EmbeddedSettings(BaseModel):
         gt=0,
         description="Seconds between checks for other processes' appends when tailing.",
     )
+    cache_mib: int = Field(
+        default=256, ge=1, description="SQLite page cache per connection, at most, in MiB."
+    )
     busy_timeout: float = Field(
         default=10.0, gt=0, description="Seconds to wait for another process's write lock."
     )

@@ -42,6 +42,7 @@ def _embedded(url: str, settings: Settings) -> EventLog:
         max_event_bytes=cfg.max_event_bytes,
         poll_interval=cfg.poll_interval,
         busy_timeout=cfg.busy_timeout,
+        cache_mib=cfg.cache_mib,
     )
 
 
