@@ -351,7 +351,7 @@ class Raw:
         con = sqlite3.connect(path, isolation_level=None)
         con.execute("PRAGMA journal_mode = WAL")
         con.execute(f"PRAGMA synchronous = {synchronous}")
-        con.execute("PRAGMA cache_size = -65536")  # the same page cache agentlog uses
+        con.execute("PRAGMA cache_size = -262144")  # the same page cache agentlog uses (256 MiB)
         return con
 
     def write(self, path: Path, stream: Stream, synchronous: str, label: str) -> float:

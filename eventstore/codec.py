@@ -25,11 +25,12 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
+from eventstore._avro_write import Encoder, field_encoder, long_bytes
 from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
 from eventstore.errors import CorruptEvent, InvalidEvent, SchemaError, UnknownSchema
 from eventstore.payloads import Payload, from_avro, to_avro
-from eventstore.schema import SchemaSet, shipped_schemas
+from eventstore.schema import SchemaSet, expand, shipped_schemas
 
 MAGIC = b"\xc3\x01"
 """The two marker bytes that start every single-object encoded datum."""
@@ -60,6 +61,16 @@ def _read_long(buf: io.BytesIO) -> int:
         if not b[0] & 0x80:
             return (acc >> 1) ^ -(acc & 1)
         shift += 7
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _FastPath:
+    """Direct encoders of the envelope fields before and after ``seq``, and per payload
+    record its union branch index (encoded) and parsed schema."""
+
+    head: list[tuple[str, Encoder]]
+    tail: list[tuple[str, Encoder]]
+    branches: dict[str, tuple[bytes, Any]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +126,7 @@ class Codec:
             named_schemas={},
         )
         self._prefix = MAGIC + self.fingerprint
+        self._fast = self._compile_fast_path(fields, cut)
         self._writers: dict[bytes, tuple[Any, Any, dict[str, Any], dict[str, Any]]] = {
             self.fingerprint: (self._parsed, None, envelope, self._named)
         }
@@ -134,6 +146,26 @@ class Codec:
                 f"{problems[0]} (run 'agentlog schemas check' for all problems)"
             )
 
+    def _compile_fast_path(self, fields: list[dict[str, Any]], cut: int) -> _FastPath | None:
+        """Direct encoders for the envelope's fields, or None to use fastavro for all."""
+        repeats = {"thread_id", "tenant", "type", "actor"}
+        encoders = []
+        for field in fields:
+            if field["name"] in ("seq", "payload"):
+                continue
+            encoder = field_encoder(field["type"], cached=field["name"] in repeats)
+            if encoder is None:
+                return None
+            encoders.append((field["name"], encoder))
+        if fields[-1]["name"] != "payload":
+            return None
+        names = self.schemas.payload_names()
+        branches = {}
+        for index, name in enumerate(names):
+            record = fastavro.parse_schema(expand(name, self.schemas.named), named_schemas={})
+            branches[name] = (long_bytes(index), record)
+        return _FastPath(encoders[:cut], encoders[cut:], branches)
+
     # --- encoding ----------------------------------------------------------------------
 
     def prepare(self, thread_id: str, event: NewEvent) -> PreparedEvent:
@@ -152,6 +184,34 @@ class Codec:
         if not isinstance(occurred, datetime) or occurred.tzinfo is None:
             raise InvalidEvent(
                 event_type, "occurred_at", f"must be a timezone-aware datetime, got {occurred!r}"
+            )
+        fast = self._fast
+        if fast is not None:
+            values = {
+                "event_id": event.event_id,
+                "thread_id": thread_id,
+                "tenant": event.tenant,
+                "type": event_type,
+                "occurred_at": occurred,
+                "actor": event.actor,
+                "version_vector": event.version_vector,
+                "causation_id": event.causation_id,
+                "correlation_id": event.correlation_id,
+                "idempotency_key": event.idempotency_key,
+            }
+            try:
+                name, plain = to_avro(payload)
+                index, record = fast.branches[name]
+                body = io.BytesIO()
+                fastavro.schemaless_writer(body, record, plain)
+                head_bytes = self._prefix + b"".join([enc(values[n]) for n, enc in fast.head])
+                tail_bytes = b"".join([enc(values[n]) for n, enc in fast.tail])
+            except Exception as exc:  # fastavro raises many kinds; diagnose names the field
+                raise self._invalid(
+                    {**values, "seq": 1, "payload": to_avro(payload)}, event_type, exc
+                ) from exc
+            return PreparedEvent(
+                event.event_id, event_type, head_bytes, tail_bytes + index + body.getvalue()
             )
         head = {"event_id": event.event_id, "thread_id": thread_id, "tenant": event.tenant}
         tail = {
