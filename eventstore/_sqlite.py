@@ -191,6 +191,11 @@ class SqliteStore:
         # 200k events: ~11.5k/s with 64 MiB against ~15k/s with 256 MiB).
         con.execute(f"PRAGMA cache_size = -{self._cache_kib}")
         con.execute(f"PRAGMA synchronous = {'FULL' if fsync else 'NORMAL'}")
+        # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: each checkpoint writes
+        # index pages scattered over the file and syncs it, inside some commit; fewer,
+        # larger checkpoints kept appends at ~15k/s to 200k events where the default let
+        # them sink to ~12k/s as the file grew.
+        con.execute("PRAGMA wal_autocheckpoint = 10000")
         return con
 
     def _init_schema(self) -> None:
