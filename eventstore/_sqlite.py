@@ -240,20 +240,6 @@ class SqliteStore:
 
     # --- writing -----------------------------------------------------------------------
 
-    def commit(self, requests: Sequence[AppendRequest], wait: bool = True) -> bool:
-        """Apply ``requests`` in order in one transaction; fill each one's result or error.
-
-        The same as :meth:`stage` followed by :meth:`finish`.
-
-        Returns:
-            False if ``wait`` is False and the file was locked (nothing done), else True.
-        """
-        batch = self.stage(requests, wait)
-        if batch is None:
-            return False
-        self.finish(batch)
-        return True
-
     def stage(self, requests: Sequence[AppendRequest], wait: bool = True) -> StagedBatch | None:
         """Begin a transaction and write ``requests`` into it, without committing.
 
