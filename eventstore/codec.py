@@ -39,15 +39,8 @@ HEADER_SIZE = 10
 _NS_PREFIX = "agentlog."
 
 
-def encode_long(n: int) -> bytes:
-    """Encode ``n`` as an Avro ``long`` (zig-zag varint)."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+encode_long = long_bytes
+"""Encode ``n`` as an Avro ``long`` (zig-zag varint)."""
 
 
 def _read_long(buf: io.BytesIO) -> int:
@@ -112,21 +105,8 @@ class Codec:
         envelope = self.schemas.envelope
         self._named: dict[str, Any] = {}
         self._parsed = fastavro.parse_schema(envelope, named_schemas=self._named)
-        fields = envelope["fields"]
-        cut = next(i for i, f in enumerate(fields) if f["name"] == "seq")
-        if any(not isinstance(f["type"], str) for f in fields[:cut]):
-            raise ValueError("envelope fields before 'seq' must be primitive")
-        self._head_names = [f["name"] for f in fields[:cut]]
-        self._head = fastavro.parse_schema(
-            {"type": "record", "name": "agentlog._Head", "fields": fields[:cut]},
-            named_schemas={},
-        )
-        self._tail = fastavro.parse_schema(
-            {"type": "record", "name": "agentlog._Tail", "fields": fields[cut + 1 :]},
-            named_schemas={},
-        )
         self._prefix = MAGIC + self.fingerprint
-        self._fast = self._compile_fast_path(fields, cut)
+        self._fast = self._compile_fast_path(envelope["fields"])
         self._writers: dict[bytes, tuple[Any, Any, dict[str, Any], dict[str, Any]]] = {
             self.fingerprint: (self._parsed, None, envelope, self._named)
         }
@@ -146,19 +126,28 @@ class Codec:
                 f"{problems[0]} (run 'agentlog schemas check' for all problems)"
             )
 
-    def _compile_fast_path(self, fields: list[dict[str, Any]], cut: int) -> _FastPath | None:
-        """Direct encoders for the envelope's fields, or None to use fastavro for all."""
+    def _compile_fast_path(self, fields: list[dict[str, Any]]) -> _FastPath:
+        """Direct encoders for the envelope's own fields; fastavro for the payload.
+
+        Raises:
+            SchemaError: an envelope field has a type the direct encoder does not write
+                (extend ``eventstore/_avro_write.py``), or ``payload`` is not the last field.
+        """
         repeats = {"thread_id", "tenant", "type", "actor"}
+        cut = next(i for i, f in enumerate(fields) if f["name"] == "seq")
         encoders = []
         for field in fields:
             if field["name"] in ("seq", "payload"):
                 continue
             encoder = field_encoder(field["type"], cached=field["name"] in repeats)
             if encoder is None:
-                return None
+                raise SchemaError(
+                    f"envelope field {field['name']!r} has type {field['type']!r}, which "
+                    "the codec's direct encoder does not write (eventstore/_avro_write.py)"
+                )
             encoders.append((field["name"], encoder))
         if fields[-1]["name"] != "payload":
-            return None
+            raise SchemaError("the envelope's last field must be 'payload'")
         names = self.schemas.payload_names()
         branches = {}
         for index, name in enumerate(names):
@@ -186,35 +175,10 @@ class Codec:
                 event_type, "occurred_at", f"must be a timezone-aware datetime, got {occurred!r}"
             )
         fast = self._fast
-        if fast is not None:
-            values = {
-                "event_id": event.event_id,
-                "thread_id": thread_id,
-                "tenant": event.tenant,
-                "type": event_type,
-                "occurred_at": occurred,
-                "actor": event.actor,
-                "version_vector": event.version_vector,
-                "causation_id": event.causation_id,
-                "correlation_id": event.correlation_id,
-                "idempotency_key": event.idempotency_key,
-            }
-            try:
-                name, plain = to_avro(payload)
-                index, record = fast.branches[name]
-                body = io.BytesIO()
-                fastavro.schemaless_writer(body, record, plain)
-                head_bytes = self._prefix + b"".join([enc(values[n]) for n, enc in fast.head])
-                tail_bytes = b"".join([enc(values[n]) for n, enc in fast.tail])
-            except Exception as exc:  # fastavro raises many kinds; diagnose names the field
-                raise self._invalid(
-                    {**values, "seq": 1, "payload": to_avro(payload)}, event_type, exc
-                ) from exc
-            return PreparedEvent(
-                event.event_id, event_type, head_bytes, tail_bytes + index + body.getvalue()
-            )
-        head = {"event_id": event.event_id, "thread_id": thread_id, "tenant": event.tenant}
-        tail = {
+        values = {
+            "event_id": event.event_id,
+            "thread_id": thread_id,
+            "tenant": event.tenant,
             "type": event_type,
             "occurred_at": occurred,
             "actor": event.actor,
@@ -222,17 +186,19 @@ class Codec:
             "causation_id": event.causation_id,
             "correlation_id": event.correlation_id,
             "idempotency_key": event.idempotency_key,
-            "payload": to_avro(payload),
         }
-        head_buf = io.BytesIO()
-        head_buf.write(self._prefix)
-        tail_buf = io.BytesIO()
         try:
-            fastavro.schemaless_writer(head_buf, self._head, head)
-            fastavro.schemaless_writer(tail_buf, self._tail, tail)
+            name, plain = to_avro(payload)
+            index, record = fast.branches[name]
+            body = io.BytesIO()
+            fastavro.schemaless_writer(body, record, plain)
+            head = self._prefix + b"".join([enc(values[n]) for n, enc in fast.head])
+            tail = b"".join([enc(values[n]) for n, enc in fast.tail])
         except Exception as exc:  # fastavro raises many kinds; diagnose names the field
-            raise self._invalid({**head, "seq": 1, **tail}, event_type, exc) from exc
-        return PreparedEvent(event.event_id, event_type, head_buf.getvalue(), tail_buf.getvalue())
+            raise self._invalid(
+                {**values, "seq": 1, "payload": to_avro(payload)}, event_type, exc
+            ) from exc
+        return PreparedEvent(event.event_id, event_type, head, tail + index + body.getvalue())
 
     def finish(self, prepared: PreparedEvent, seq: int) -> bytes:
         """Return the complete encoding of ``prepared`` at ``seq``."""

@@ -196,11 +196,6 @@ def test_envelope_field_that_does_not_fit_is_named() -> None:
     assert info.value.field == "version_vector"
 
 
-def test_the_direct_envelope_encoder_is_in_use() -> None:
-    # The property tests above compare it with fastavro; make sure they exercise it.
-    assert CODEC._fast is not None
-
-
 @settings(max_examples=100, deadline=None)
 @given(
     e=new_events,
