@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,24 @@ def agentlog(
         text=True,
         timeout=60,
         input=input,
+    )
+
+
+def delete_key(
+    cwd: Path, thread: str, data: str, *options: str, **kw: Any
+) -> subprocess.CompletedProcess[str]:
+    """``agentlog [OPTIONS] events append THREAD --type memory.Delete --data DATA``."""
+    return agentlog(
+        *options,
+        "events",
+        "append",
+        thread,
+        "--type",
+        "memory.Delete",
+        "--data",
+        data,
+        cwd=cwd,
+        **kw,
     )
 
 
@@ -109,45 +128,16 @@ def test_append_then_cat(tmp_path: Path) -> None:
 
 def test_global_log_flag_overrides_the_environment(tmp_path: Path) -> None:
     flag = f"sqlite:///{tmp_path / 'flag.db'}"
-    done = agentlog(
-        "--log",
-        flag,
-        "events",
-        "append",
-        "t",
-        "--type",
-        "memory.Delete",
-        "--data",
-        '{"key": "k"}',
-        cwd=tmp_path,
-        env={"AGENTLOG_LOG": f"sqlite:///{tmp_path / 'env.db'}"},
-    )
+    env = {"AGENTLOG_LOG": f"sqlite:///{tmp_path / 'env.db'}"}
+    done = delete_key(tmp_path, "t", '{"key": "k"}', "--log", flag, env=env)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "flag.db").exists() and not (tmp_path / "env.db").exists()
 
 
 def test_data_from_file_and_stdin(tmp_path: Path) -> None:
     (tmp_path / "p.json").write_text('{"key": "a"}')
-    assert (
-        agentlog(
-            "events", "append", "t", "--type", "memory.Delete", "--data", "@p.json", cwd=tmp_path
-        ).returncode
-        == 0
-    )
-    assert (
-        agentlog(
-            "events",
-            "append",
-            "t",
-            "--type",
-            "memory.Delete",
-            "--data",
-            "-",
-            cwd=tmp_path,
-            input='{"key": "b"}',
-        ).returncode
-        == 0
-    )
+    assert delete_key(tmp_path, "t", "@p.json").returncode == 0
+    assert delete_key(tmp_path, "t", "-", input='{"key": "b"}').returncode == 0
     keys = [
         json.loads(line)["payload"]["key"]
         for line in agentlog("events", "cat", "t", "--json", cwd=tmp_path).stdout.splitlines()
@@ -207,16 +197,7 @@ def test_corrupt_log_file_is_reported_not_traced(tmp_path: Path) -> None:
 
 def test_tail_follows_from_a_position(tmp_path: Path) -> None:
     for key in "abc":
-        agentlog(
-            "events",
-            "append",
-            f"t-{key}",
-            "--type",
-            "memory.Delete",
-            "--data",
-            json.dumps({"key": key}),
-            cwd=tmp_path,
-        )
+        delete_key(tmp_path, f"t-{key}", json.dumps({"key": key}))
     done = agentlog(
         "events", "tail", "--from-position", "2", "--limit", "2", "--json", cwd=tmp_path
     )
