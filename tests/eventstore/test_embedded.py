@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from eventstore import CorruptLog, EmbeddedEventLog, LogClosed
+from eventstore import CorruptLog, EmbeddedEventLog, LogClosed, StorageUnavailable
 from tests.samples import event
 
 pytestmark = pytest.mark.anyio
@@ -177,3 +177,21 @@ def test_bad_options_are_refused(log_path: Path) -> None:
         EmbeddedEventLog(log_path, max_event_bytes=10)
     with pytest.raises(ValueError, match="max_pending"):
         EmbeddedEventLog(log_path, max_pending=0)
+
+
+async def test_a_lock_held_too_long_is_a_retriable_storage_error(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path, busy_timeout=0.2) as log:
+        await log.append("t", [event()])
+        blocker = sqlite3.connect(log_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(StorageUnavailable) as info:
+                await log.append("t", [event()])
+            assert info.value.retriable
+            assert str(log_path) in str(info.value) and "locked" in str(info.value)
+            assert await log.version("t") == 1  # reads still work under a writer's lock
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        # once the lock is gone, the same log appends again
+        assert (await log.append("t", [event()], expected_version=1)).version == 2
