@@ -25,6 +25,7 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
+from eventstore._avro_read import Reader, field_reader, read_long
 from eventstore._avro_write import Encoder, field_encoder, long_bytes
 from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
@@ -107,6 +108,7 @@ class Codec:
         self._parsed = fastavro.parse_schema(envelope, named_schemas=self._named)
         self._prefix = MAGIC + self.fingerprint
         self._fast = self._compile_fast_path(envelope["fields"])
+        self._readers, self._branches = self._compile_readers(envelope["fields"])
         self._writers: dict[bytes, tuple[Any, Any, dict[str, Any], dict[str, Any]]] = {
             self.fingerprint: (self._parsed, None, envelope, self._named)
         }
@@ -154,6 +156,27 @@ class Codec:
             record = fastavro.parse_schema(expand(name, self.schemas.named), named_schemas={})
             branches[name] = (long_bytes(index), record)
         return _FastPath(encoders[:cut], encoders[cut:], branches)
+
+    def _compile_readers(
+        self, fields: list[dict[str, Any]]
+    ) -> tuple[list[tuple[Reader, Callable[[RecordedEvent, Any], None]]], list[tuple[str, Any]]]:
+        """Direct readers for the envelope's own fields (in order) and, per union branch
+        of the payload, its record name and parsed schema.
+
+        Raises:
+            SchemaError: an envelope field has a type the direct reader does not read.
+        """
+        readers = []
+        for field in fields[:-1]:
+            reader = field_reader(field["type"])
+            if reader is None:
+                raise SchemaError(
+                    f"envelope field {field['name']!r} has type {field['type']!r}, which "
+                    "the codec's direct reader does not read (eventstore/_avro_read.py)"
+                )
+            readers.append((reader, getattr(RecordedEvent, field["name"]).__set__))
+        branches = [(name, self._fast.branches[name][1]) for name in self.schemas.payload_names()]
+        return readers, branches
 
     # --- encoding ----------------------------------------------------------------------
 
@@ -270,6 +293,42 @@ class Codec:
         if writer is None:
             known = [f"v{v.version}={v.fingerprint.hex()}" for v in self.schemas.history]
             raise UnknownSchema(bytes(data[2:HEADER_SIZE]), known)
+        if writer[1] is None:
+            return self._decode_current(data, position)
+        return self._decode_resolved(data, position, writer)
+
+    def _decode_current(self, data: bytes, position: int) -> RecordedEvent:
+        """Decode an event written with the current schema: envelope fields read directly,
+        the payload by fastavro."""
+        event = _new_recorded(RecordedEvent)
+        try:
+            pos = HEADER_SIZE
+            for read, set_ in self._readers:
+                value, pos = read(data, pos)
+                set_(event, value)
+            branch, pos = read_long(data, pos)
+            name, parsed = self._branches[branch]
+            buf = io.BytesIO(data)
+            buf.seek(pos)
+            plain = typing.cast(dict[str, Any], fastavro.schemaless_reader(buf, parsed, None))
+        except Exception as exc:  # decode failures come as many types; diagnose names the field
+            raise _diagnose(data, self.schemas.envelope, self._named) from exc
+        if buf.tell() != len(data):
+            raise CorruptEvent(
+                event.type, "(end)", f"{len(data) - buf.tell()} bytes left after the event"
+            )
+        if name[len(_NS_PREFIX) :] != event.type:
+            raise CorruptEvent(
+                event.type, "payload", f"type says {event.type!r} but the payload is a {name}"
+            )
+        _set_payload(event, from_avro(name, plain))
+        _set_position(event, position)
+        return event
+
+    def _decode_resolved(
+        self, data: bytes, position: int, writer: tuple[Any, Any, dict[str, Any], dict[str, Any]]
+    ) -> RecordedEvent:
+        """Decode with fastavro, resolving the writer's schema version to the current one."""
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)
         try:

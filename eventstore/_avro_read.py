@@ -1,0 +1,85 @@
+"""Direct Avro binary readers for the envelope's simple fields (pure, no I/O).
+
+The mirror of :mod:`eventstore._avro_write`: plain Python reads the envelope's strings,
+longs, timestamp, map of longs and optional strings faster than a fastavro call sets itself
+up; payload records still go through fastavro. Each reader takes the buffer and an offset
+and returns the value and the next offset; it raises ``IndexError`` or ``ValueError`` on
+bytes that end early or do not fit, and the codec then names the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Reader = Callable[[bytes, int], tuple[Any, int]]  # Any: each reader returns its field's type
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    """Avro ``long`` at ``pos``: (value, next offset)."""
+    b = buf[pos]
+    pos += 1
+    acc = b & 0x7F
+    shift = 7
+    while b & 0x80:
+        b = buf[pos]
+        pos += 1
+        acc |= (b & 0x7F) << shift
+        shift += 7
+        if shift > 70:
+            raise ValueError("varint longer than 10 bytes")
+    return (acc >> 1) ^ -(acc & 1), pos
+
+
+def _string(buf: bytes, pos: int) -> tuple[str, int]:
+    size, pos = read_long(buf, pos)
+    end = pos + size
+    if size < 0 or end > len(buf):
+        raise IndexError("string runs past the end of the bytes")
+    return buf[pos:end].decode("utf-8"), end
+
+
+def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
+    branch, pos = read_long(buf, pos)
+    if branch == 0:
+        return None, pos
+    if branch != 1:
+        raise ValueError(f"union branch {branch} of [null, string] does not exist")
+    return _string(buf, pos)
+
+
+def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
+    millis, pos = read_long(buf, pos)
+    return _EPOCH + timedelta(milliseconds=millis), pos
+
+
+def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
+    out: dict[str, int] = {}
+    count, pos = read_long(buf, pos)
+    while count:
+        if count < 0:  # a block with its size in bytes: the count is negated
+            count = -count
+            _, pos = read_long(buf, pos)
+        for _ in range(count):
+            key, pos = _string(buf, pos)
+            out[key], pos = read_long(buf, pos)
+        count, pos = read_long(buf, pos)
+    return out, pos
+
+
+def field_reader(schema: Any) -> Reader | None:
+    """A reader for a field of type ``schema``, or None if it is not a simple type."""
+    if schema == "string":
+        return _string
+    if schema == "long":
+        return read_long
+    if schema == ["null", "string"]:
+        return _optional_string
+    if isinstance(schema, dict):
+        if schema.get("type") == "long" and schema.get("logicalType") == "timestamp-millis":
+            return _timestamp_millis
+        if schema.get("type") == "map" and schema.get("values") == "long":
+            return _map_of_longs
+    return None
