@@ -24,7 +24,7 @@ _CACHE_LIMIT = 4096
 
 def long_bytes(n: int) -> bytes:
     """Avro ``long``: zig-zag, then base-128 varint."""
-    if type(n) is not int and not isinstance(n, int):
+    if not isinstance(n, int):
         raise TypeError(f"expected an int, got {n!r}")
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise ValueError(f"{n} does not fit in a 64-bit long")

@@ -1,0 +1,112 @@
+"""The direct readers and writers of the envelope's simple Avro types."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventstore._avro_read import field_reader, read_long
+from eventstore._avro_write import field_encoder, long_bytes
+
+TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
+MAP = {"type": "map", "values": "long"}
+LONGS = st.integers(-(2**63), 2**63 - 1)
+TIMES = st.integers(-(10**12), 4 * 10**12).map(
+    lambda ms: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+)
+CASES: list[tuple[Any, st.SearchStrategy[Any]]] = [
+    ("string", st.text()),
+    ("long", LONGS),
+    (["null", "string"], st.none() | st.text()),
+    (TIMESTAMP, TIMES),
+    (MAP, st.dictionaries(st.text(max_size=8), LONGS, max_size=5)),
+]
+
+
+def _fastavro(schema: Any, value: Any) -> bytes:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), value)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("schema", "values"), CASES, ids=lambda c: str(c)[:20])
+def test_writer_matches_fastavro_and_reader_reads_it_back(
+    schema: Any, values: st.SearchStrategy[Any]
+) -> None:
+    encode = field_encoder(schema)
+    read = field_reader(schema)
+    assert encode is not None and read is not None
+
+    @given(values)
+    def check(value: Any) -> None:
+        data = encode(value)
+        assert data == _fastavro(schema, value)
+        assert read(data + b"tail", 0) == (value, len(data))
+
+    check()
+
+
+def test_cached_strings_encode_the_same_and_stay_bounded() -> None:
+    encode = field_encoder("string", cached=True)
+    assert encode is not None
+    for i in range(5000):
+        assert encode(f"thread-{i}") == _fastavro("string", f"thread-{i}")
+    assert encode("thread-1") == _fastavro("string", "thread-1")
+
+
+def test_map_blocks_with_byte_sizes_are_read() -> None:
+    # Writers may give a block's count negated, followed by its size in bytes.
+    entries = _fastavro("string", "a") + long_bytes(5)
+    data = long_bytes(-1) + long_bytes(len(entries)) + entries + b"\x00"
+    read = field_reader(MAP)
+    assert read is not None
+    assert read(data, 0) == ({"a": 5}, len(data))
+
+
+@pytest.mark.parametrize(
+    ("schema", "value", "error"),
+    [
+        ("string", 3, TypeError),
+        ("long", "3", TypeError),
+        ("long", 2**63, ValueError),
+        (TIMESTAMP, datetime(2026, 1, 1), TypeError),  # naive
+        (MAP, [("a", 1)], TypeError),
+        (MAP, {"a": "1"}, TypeError),
+    ],
+)
+def test_writers_refuse_values_that_do_not_fit(
+    schema: Any, value: Any, error: type[Exception]
+) -> None:
+    encode = field_encoder(schema)
+    assert encode is not None
+    with pytest.raises(error):
+        encode(value)
+
+
+def test_readers_refuse_bytes_that_do_not_fit() -> None:
+    with pytest.raises(ValueError, match="10 bytes"):
+        read_long(b"\xff" * 11, 0)
+    with pytest.raises(IndexError):
+        read_long(b"\x80", 0)
+    optional = field_reader(["null", "string"])
+    assert optional is not None
+    with pytest.raises(ValueError, match="branch 2"):
+        optional(long_bytes(2), 0)
+    string = field_reader("string")
+    assert string is not None
+    with pytest.raises(IndexError, match="past the end"):
+        string(long_bytes(10) + b"abc", 0)
+
+
+@pytest.mark.parametrize(
+    "schema", ["int", "bytes", ["null", "long"], {"type": "array", "items": "long"}]
+)
+def test_other_types_have_no_direct_reader_or_writer(schema: Any) -> None:
+    assert field_encoder(schema) is None
+    assert field_reader(schema) is None
