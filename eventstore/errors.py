@@ -17,7 +17,9 @@ with ``retriable`` whether trying the same call again can succeed::
     ├── StorageError                the storage under the log failed
     │   ├── StorageUnavailable      could not reach or lock the storage (retriable)
     │   └── CorruptLog              the file is not an agentlog log, or is damaged
-    └── BrokerUnavailable           the Kafka broker cannot be reached (retriable)
+    ├── BrokerUnavailable           the Kafka broker cannot be reached (retriable)
+    ├── TopicMismatch               a Kafka topic has another partition count (eventstore.kafka)
+    └── TopicSetupFailed            the broker refused to create a topic (eventstore.kafka)
 """
 
 from __future__ import annotations
