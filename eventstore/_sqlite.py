@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from eventstore.errors import (
     StorageUnavailable,
     WrongExpectedVersion,
 )
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x41474C47  # "AGLG": marks a SQLite file as an agentlog log
 SCHEMA_VERSION = 1
@@ -314,6 +317,17 @@ class SqliteStore:
         self._data_version = batch.data_version
         self._tids.update(batch.new_tids)
         self._versions.update(batch.versions)
+
+    def rollback(self) -> None:
+        """Abandon any open write transaction and forget cached versions (after a failure)."""
+        self._tids.clear()
+        self._versions.clear()
+        self._data_version = -1
+        try:
+            if self._w.in_transaction:
+                self._w.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.warning("rollback of %s failed", self.location, exc_info=True)
 
     def _set_busy_timeout(self, ms: int) -> None:
         if ms != self._busy_now:

@@ -32,7 +32,7 @@ import anyio.to_thread
 from eventstore._sqlite import AppendRequest, SqliteStore
 from eventstore.codec import Codec
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
-from eventstore.errors import EventTooLarge, InvalidEvent, LogClosed
+from eventstore.errors import EventTooLarge, InvalidEvent, LogClosed, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +218,18 @@ class EmbeddedEventLog:
         self._room = anyio.Event()
         if not batch.requests:
             return
-        staged = store.stage(batch.requests, wait=False)
-        if staged is None:
-            staged = await anyio.to_thread.run_sync(store.stage, batch.requests, True)
-        assert staged is not None  # waiting for the lock always stages
-        await anyio.to_thread.run_sync(store.finish, staged)
+        try:
+            staged = store.stage(batch.requests, wait=False)
+            if staged is None:
+                staged = await anyio.to_thread.run_sync(store.stage, batch.requests, True)
+            assert staged is not None  # waiting for the lock always stages
+            await anyio.to_thread.run_sync(store.finish, staged)
+        except Exception as exc:  # the writer outlives a bug in one batch; its callers hear of it
+            log.exception("commit of %d appends to %s failed", len(batch.requests), self.path)
+            store.rollback()
+            for request in batch.requests:
+                request.result = None
+                request.error = StorageError(f"{self.path}: commit failed unexpectedly: {exc!r}")
         batch.done.set()
         self._appended.set()
         self._appended = anyio.Event()
