@@ -19,7 +19,8 @@ with ``retriable`` whether trying the same call again can succeed::
     │   └── CorruptLog              the file is not an agentlog log, or is damaged
     ├── BrokerUnavailable           the Kafka broker cannot be reached (retriable)
     ├── TopicMismatch               a Kafka topic has another partition count (eventstore.kafka)
-    └── TopicSetupFailed            the broker refused to create a topic (eventstore.kafka)
+    ├── TopicSetupFailed            the broker refused to create a topic (eventstore.kafka)
+    └── IndexConflict               two events claim one (thread, seq) in the Kafka thread index
 """
 
 from __future__ import annotations

@@ -1,0 +1,403 @@
+"""The thread index: a local SQLite read model of the ``agentlog.threads`` topic.
+
+Reading one thread from Kafka would mean scanning a partition, so each ``KafkaEventLog``
+keeps a :class:`ThreadIndex`, fed by its index consumer: the consumer hands over records
+(partition, offset, value) as it fetches them and the index stores the decoded events with
+their Kafka coordinates, together with a checkpoint of the next offset to consume per
+partition, in the same transaction. ``read_thread``, ``read_all`` and the lookups that answer
+appends are served from here.
+
+The index is a cache: deleting the file and consuming the topic from the beginning rebuilds
+it. Positions are local: events are numbered 1, 2, 3... in the order this index ingested
+them (each partition's order preserved), so two indexes of one topic may number events
+differently, but ``read_all(last.position + 1)`` resumes exactly within one index.
+
+Tables::
+
+    threads(tid INTEGER PRIMARY KEY, thread_id TEXT UNIQUE, tenant TEXT)
+    events(position INTEGER PRIMARY KEY, tid, seq, partition, offset, event_id,
+           occurred_at, body BLOB)
+      UNIQUE INDEX (tid, seq)       -- reading a thread; one event per (thread, seq)
+      INDEX (event_id)              -- answering a retried append
+    checkpoints(partition INTEGER PRIMARY KEY, next_offset INTEGER)
+
+Errors: :class:`IndexConflict` (an :class:`~eventstore.errors.EventStoreError`) when the
+topic holds two different events for one (thread, seq); SQLite failures surface as
+:class:`~eventstore.errors.StorageError` (``CorruptLog`` for a file that is not a thread
+index), undecodable records as :class:`~eventstore.errors.CodecError`.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eventstore._sqlite import APPLICATION_ID as LOG_APPLICATION_ID
+from eventstore._sqlite import _translate
+from eventstore.codec import Codec
+from eventstore.envelope import RecordedEvent
+from eventstore.errors import CorruptLog, EventStoreError, LogClosed, StorageError
+
+INDEX_APPLICATION_ID = 0x41474C49  # "AGLI": marks a SQLite file as an agentlog thread index
+INDEX_SCHEMA_VERSION = 1
+
+_DDL = (
+    "CREATE TABLE threads (tid INTEGER PRIMARY KEY, thread_id TEXT NOT NULL UNIQUE,"
+    " tenant TEXT NOT NULL)",
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
+    ' seq INTEGER NOT NULL, "partition" INTEGER NOT NULL, "offset" INTEGER NOT NULL,'
+    " event_id TEXT NOT NULL, occurred_at INTEGER NOT NULL, body BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX events_thread_seq ON events (tid, seq)",
+    "CREATE INDEX events_event_id ON events (event_id)",
+    'CREATE TABLE checkpoints ("partition" INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL)',
+)
+
+_FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
+
+
+class IndexConflict(EventStoreError):
+    """The topic holds two different events for one (thread, seq).
+
+    One thread has one writer, and a producer retry repeats the same ``event_id``; a
+    different ``event_id`` at a stored (thread, seq) means two writers appended to the
+    thread. Nothing of the batch being ingested was stored.
+    """
+
+    def __init__(
+        self,
+        thread_id: str,
+        seq: int,
+        stored_event_id: str,
+        new_event_id: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        self.thread_id = thread_id
+        self.seq = seq
+        self.stored_event_id = stored_event_id
+        self.new_event_id = new_event_id
+        self.partition = partition
+        self.offset = offset
+        super().__init__(
+            f"seq {seq} of thread {thread_id!r} is stored as event {stored_event_id!r}, "
+            f"but partition {partition} offset {offset} holds event {new_event_id!r} "
+            "at the same seq (two writers for one thread?)"
+        )
+
+
+class ThreadIndex:
+    """The thread index file of one ``KafkaEventLog``. Synchronous; see the module docstring.
+
+    One connection is shared by all methods under a lock, so the index may be used from
+    worker threads, one call at a time. Every :meth:`ingest` is one transaction: after a
+    crash the file holds whole batches and checkpoints that match them.
+
+    Args:
+        path: The database file (created if missing); ``":memory:"`` for a throwaway index.
+        codec: Codec that decodes the topic's record values.
+
+    Raises:
+        CorruptLog: the file is not a SQLite database, or is not a thread index (another
+            application's database, or an embedded log).
+        StorageError: the file cannot be opened or set up.
+    """
+
+    def __init__(self, path: Path | str, codec: Codec) -> None:
+        self.location = str(path)
+        self.codec = codec
+        self._lock = threading.Lock()
+        self._con: sqlite3.Connection | None = None
+        try:
+            con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.location, "opening the thread index") from exc
+        try:
+            self._init_schema(con)
+        except BaseException as exc:
+            con.close()
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, self.location, "opening the thread index") from exc
+            raise
+        self._con = con
+
+    def _init_schema(self, con: sqlite3.Connection) -> None:
+        app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == INDEX_APPLICATION_ID:
+            if version != INDEX_SCHEMA_VERSION:
+                raise CorruptLog(
+                    self.location,
+                    f"thread index format {version}, this agentlog reads format "
+                    f"{INDEX_SCHEMA_VERSION} (delete the file to rebuild it from the topic)",
+                )
+            con.execute("PRAGMA journal_mode = WAL")
+            return
+        if app_id == LOG_APPLICATION_ID:
+            raise CorruptLog(self.location, "is an embedded agentlog log, not a thread index")
+        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != 0 or tables:
+            raise CorruptLog(
+                self.location,
+                "is a SQLite database of another application "
+                f"(application_id {app_id:#x}, {tables} schema objects), not a thread index",
+            )
+        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode not in ("wal", "memory"):
+            raise StorageError(f"{self.location}: cannot switch to WAL mode (got {mode!r})")
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have set the file up while we waited for the lock.
+            if con.execute("PRAGMA application_id").fetchone()[0] != INDEX_APPLICATION_ID:
+                for statement in _DDL:
+                    con.execute(statement)
+                con.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
+                con.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _open(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise LogClosed(f"thread index {self.location!r}", "closed")
+        return self._con
+
+    def close(self) -> None:
+        """Close the file (idempotent). Later calls raise :class:`LogClosed`."""
+        with self._lock:
+            con, self._con = self._con, None
+            if con is not None:
+                con.close()
+
+    # --- writing -----------------------------------------------------------------------
+
+    def ingest(self, records: Sequence[tuple[int, int, bytes]]) -> list[RecordedEvent]:
+        """Store consumed records and advance the checkpoints, in one transaction.
+
+        A record below its partition's checkpoint was ingested before and is skipped. An
+        event whose (thread, seq) is stored with the same ``event_id`` is a redelivery (a
+        producer retry) and is skipped too; its offset still advances the checkpoint.
+
+        Args:
+            records: ``(partition, offset, value)`` as consumed, in offset order within
+                each partition; partitions may interleave.
+
+        Returns:
+            The newly stored events, in ingest order, numbered with gap-free positions
+            after the previous :meth:`head`.
+
+        Raises:
+            IndexConflict: a record holds a different event at a stored (thread, seq).
+            CodecError: a record value cannot be decoded.
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+
+        On any error nothing of the batch is stored and the checkpoints do not move.
+        """
+        with self._lock:
+            con = self._open()
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    stored = self._stage(con, records)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, "ingesting records") from exc
+        return stored
+
+    def _stage(
+        self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]]
+    ) -> list[RecordedEvent]:
+        """Write ``records`` into the open transaction; return the events stored."""
+        next_offsets = self._read_checkpoints(con)
+        moved: dict[int, int] = {}
+        tids: dict[str, int] = {}
+        position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
+        decode = self.codec.decode
+        stored: list[RecordedEvent] = []
+        for partition, offset, value in records:
+            if offset < next_offsets.get(partition, 0):
+                continue
+            next_offsets[partition] = moved[partition] = offset + 1
+            event = decode(value, position + 1)
+            tid = tids.get(event.thread_id)
+            if tid is None:
+                tid = self._tid(con, event.thread_id, event.tenant)
+                tids[event.thread_id] = tid
+            row = con.execute(
+                "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, event.seq)
+            ).fetchone()
+            if row is not None:
+                if row[0] == event.event_id:
+                    continue
+                raise IndexConflict(
+                    event.thread_id, event.seq, row[0], event.event_id, partition, offset
+                )
+            position += 1
+            occurred_ms = math.floor(event.occurred_at.timestamp() * 1000)
+            # Inserted one by one so a repeat later in the same batch finds this row.
+            con.execute(
+                'INSERT INTO events (position, tid, seq, "partition", "offset", event_id,'
+                " occurred_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (position, tid, event.seq, partition, offset, event.event_id, occurred_ms, value),
+            )
+            stored.append(event)
+        con.executemany(
+            'INSERT INTO checkpoints ("partition", next_offset) VALUES (?, ?)'
+            ' ON CONFLICT ("partition") DO UPDATE SET next_offset = excluded.next_offset',
+            sorted(moved.items()),
+        )
+        return stored
+
+    def _tid(self, con: sqlite3.Connection, thread_id: str, tenant: str) -> int:
+        row = con.execute("SELECT tid FROM threads WHERE thread_id = ?", (thread_id,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        cur = con.execute(
+            "INSERT INTO threads (thread_id, tenant) VALUES (?, ?)", (thread_id, tenant)
+        )
+        return int(cur.lastrowid or 0)
+
+    @staticmethod
+    def _read_checkpoints(con: sqlite3.Connection) -> dict[int, int]:
+        return {
+            int(p): int(n)
+            for p, n in con.execute('SELECT "partition", next_offset FROM checkpoints')
+        }
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[object], doing: str) -> list[Any]:
+        """Run one read under the lock; rows as sqlite3 returns them (hence ``Any``)."""
+        with self._lock:
+            con = self._open()
+            try:
+                return con.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, doing) from exc
+
+    def checkpoints(self) -> dict[int, int]:
+        """Next offset to consume, per partition ingested so far.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows = self._query(
+            'SELECT "partition", next_offset FROM checkpoints', (), "reading checkpoints"
+        )
+        return {int(p): int(n) for p, n in rows}
+
+    def read_thread(
+        self,
+        thread_id: str,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Events of ``thread_id`` with ``from_seq <= seq <= to_seq``, in ``seq`` order.
+
+        Args:
+            thread_id: The thread; an unknown thread has no events (empty list).
+            from_seq: First seq to return.
+            to_seq: Last seq to return; ``None`` for the thread's end.
+            until: Stop before the first event that occurred after this time, so the
+                result is a prefix of the range (the state "as of" ``until``).
+
+        Raises:
+            StorageError: SQLite failed.
+            CodecError: a stored event cannot be decoded.
+            LogClosed: the index was closed.
+        """
+        rows = self._query(
+            "SELECT e.position, e.occurred_at, e.body FROM threads t JOIN events e"
+            " ON e.tid = t.tid WHERE t.thread_id = ? AND e.seq >= ? AND e.seq <= ?"
+            " ORDER BY e.seq",
+            (thread_id, from_seq, to_seq if to_seq is not None else 1 << 62),
+            f"reading thread {thread_id!r}",
+        )
+        limit_ms = math.inf if until is None else until.timestamp() * 1000
+        out = []
+        for pos, occurred, body in rows:
+            if occurred > limit_ms:
+                break
+            out.append(self.codec.decode(body, pos))
+        return out
+
+    def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events with ``position >= from_position``, in position order.
+
+        Raises:
+            StorageError: SQLite failed.
+            CodecError: a stored event cannot be decoded.
+            LogClosed: the index was closed.
+        """
+        rows = self._query(
+            "SELECT position, body FROM events WHERE position >= ? ORDER BY position LIMIT ?",
+            (from_position, limit),
+            "reading the index",
+        )
+        decode = self.codec.decode
+        return [decode(body, pos) for pos, body in rows]
+
+    def version(self, thread_id: str) -> int:
+        """The thread's version: ``seq`` of its last event, 0 when it has none.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows = self._query(
+            "SELECT max(e.seq) FROM threads t JOIN events e ON e.tid = t.tid WHERE t.thread_id = ?",
+            (thread_id,),
+            f"reading thread {thread_id!r}",
+        )
+        return int(rows[0][0] or 0)
+
+    def head(self) -> int:
+        """Position of the last event ingested (0 when the index is empty).
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows = self._query("SELECT max(position) FROM events", (), "reading the index head")
+        return int(rows[0][0] or 0)
+
+    def find(self, event_ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
+        """Where stored events are, to answer a retried append.
+
+        Args:
+            event_ids: Event ids to look up; unknown ones are left out of the result.
+
+        Returns:
+            ``event_id -> (thread_id, seq, position)``; should an id be stored twice, its
+            first position.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        ids = sorted(set(event_ids))
+        found: dict[str, tuple[str, int, int]] = {}
+        for i in range(0, len(ids), _FIND_CHUNK):
+            chunk = ids[i : i + _FIND_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT e.event_id, t.thread_id, e.seq, e.position FROM events e"
+                f" JOIN threads t ON t.tid = e.tid WHERE e.event_id IN ({marks})"
+                " ORDER BY e.position",
+                chunk,
+                "looking up event ids",
+            )
+            for event_id, thread_id, seq, pos in rows:
+                found.setdefault(str(event_id), (str(thread_id), int(seq), int(pos)))
+        return found
