@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from eventstore._sqlite_file import LOG_APPLICATION_ID, claim
 from eventstore.codec import HEADER_SIZE, Codec, PreparedEvent
 from eventstore.envelope import AppendResult, RecordedEvent
 from eventstore.errors import (
@@ -41,7 +42,7 @@ from eventstore.errors import (
 
 log = logging.getLogger(__name__)
 
-APPLICATION_ID = 0x41474C47  # "AGLG": marks a SQLite file as an agentlog log
+APPLICATION_ID = LOG_APPLICATION_ID  # "AGLG": marks a SQLite file as an agentlog log
 SCHEMA_VERSION = 1
 
 _DDL = (
@@ -202,38 +203,13 @@ class SqliteStore:
         return con
 
     def _init_schema(self) -> None:
-        con = self._w
-        app_id = con.execute("PRAGMA application_id").fetchone()[0]
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == APPLICATION_ID:
-            if version != SCHEMA_VERSION:
-                raise CorruptLog(
-                    self.location,
-                    f"agentlog log format {version}, this agentlog reads format {SCHEMA_VERSION}",
-                )
-            con.execute("PRAGMA journal_mode = WAL")
-            return
-        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != 0 or tables:
-            raise CorruptLog(
-                self.location,
-                "is a SQLite database of another application "
-                f"(application_id {app_id:#x}, {tables} schema objects), not an agentlog log",
-            )
-        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode != "wal":
-            raise StorageError(f"{self.location}: cannot switch to WAL mode (got {mode!r})")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            if con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                for statement in _DDL:
-                    con.execute(statement)
-                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        claim(
+            self._w,
+            self.location,
+            application_id=APPLICATION_ID,
+            format_version=SCHEMA_VERSION,
+            ddl=_DDL,
+        )
 
     def close(self) -> None:
         """Close both connections (idempotent)."""

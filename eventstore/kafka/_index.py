@@ -37,13 +37,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore._sqlite import APPLICATION_ID as LOG_APPLICATION_ID
 from eventstore._sqlite import _translate
+from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim
 from eventstore.codec import Codec
 from eventstore.envelope import RecordedEvent
-from eventstore.errors import CorruptLog, EventStoreError, LogClosed, StorageError
+from eventstore.errors import EventStoreError, LogClosed
 
-INDEX_APPLICATION_ID = 0x41474C49  # "AGLI": marks a SQLite file as an agentlog thread index
 INDEX_SCHEMA_VERSION = 1
 
 _DDL = (
@@ -126,41 +125,14 @@ class ThreadIndex:
         self._con = con
 
     def _init_schema(self, con: sqlite3.Connection) -> None:
-        app_id = con.execute("PRAGMA application_id").fetchone()[0]
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == INDEX_APPLICATION_ID:
-            if version != INDEX_SCHEMA_VERSION:
-                raise CorruptLog(
-                    self.location,
-                    f"thread index format {version}, this agentlog reads format "
-                    f"{INDEX_SCHEMA_VERSION} (delete the file to rebuild it from the topic)",
-                )
-            con.execute("PRAGMA journal_mode = WAL")
-            return
-        if app_id == LOG_APPLICATION_ID:
-            raise CorruptLog(self.location, "is an embedded agentlog log, not a thread index")
-        tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != 0 or tables:
-            raise CorruptLog(
-                self.location,
-                "is a SQLite database of another application "
-                f"(application_id {app_id:#x}, {tables} schema objects), not a thread index",
-            )
-        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if mode not in ("wal", "memory"):
-            raise StorageError(f"{self.location}: cannot switch to WAL mode (got {mode!r})")
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have set the file up while we waited for the lock.
-            if con.execute("PRAGMA application_id").fetchone()[0] != INDEX_APPLICATION_ID:
-                for statement in _DDL:
-                    con.execute(statement)
-                con.execute(f"PRAGMA application_id = {INDEX_APPLICATION_ID}")
-                con.execute(f"PRAGMA user_version = {INDEX_SCHEMA_VERSION}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        claim(
+            con,
+            self.location,
+            application_id=INDEX_APPLICATION_ID,
+            format_version=INDEX_SCHEMA_VERSION,
+            ddl=_DDL,
+            rebuild_hint=" (delete the file to rebuild it from the topic)",
+        )
 
     def _open(self) -> sqlite3.Connection:
         if self._con is None:
