@@ -29,15 +29,14 @@ from pathlib import Path
 
 from eventstore._sqlite_file import LOG_APPLICATION_ID, claim
 from eventstore.codec import HEADER_SIZE, Codec, PreparedEvent
+from eventstore.decide import Duplicate, Rejected, StoredEvent, decide
 from eventstore.envelope import AppendResult, RecordedEvent
 from eventstore.errors import (
     CorruptLog,
     EventStoreError,
     EventTooLarge,
-    IdempotencyConflict,
     StorageError,
     StorageUnavailable,
-    WrongExpectedVersion,
 )
 
 log = logging.getLogger(__name__)
@@ -364,13 +363,21 @@ class SqliteStore:
         tid = self._tid(con, req.thread_id, batch)
         current = self._version(con, tid, batch)
         keys = req.keys
-        if batch.hits:
-            stored = [batch.lookup(k, p.event_id) for k, p in zip(keys, req.prepared, strict=True)]
-            if any(s is not None for s in stored):
-                req.result = self._deduplicate(req, tid, current, stored)
-                return position
-        if req.expected_version is not None and req.expected_version != current:
-            raise WrongExpectedVersion(req.thread_id, req.expected_version, current)
+        stored = self._stored(con, req, tid, batch) if batch.hits else {}
+        decision = decide(
+            req.thread_id, current, req.expected_version, [p.event_id for p in req.prepared], stored
+        )
+        if isinstance(decision, Rejected):
+            raise decision.error
+        if isinstance(decision, Duplicate):
+            req.result = AppendResult(
+                thread_id=req.thread_id,
+                positions=decision.positions,
+                first_seq=decision.first_seq,
+                version=decision.version,
+                deduplicated=True,
+            )
+            return position
         if tid is None:
             cur = con.execute(
                 "INSERT INTO threads (thread_id, tenant) VALUES (?, ?)", (req.thread_id, req.tenant)
@@ -401,33 +408,22 @@ class SqliteStore:
         )
         return position
 
-    def _deduplicate(
-        self,
-        req: AppendRequest,
-        tid: int | None,
-        current: int,
-        stored: list[tuple[str, int, int, int] | None],
-    ) -> AppendResult:
-        first = stored[0]
-        problem = None
-        if any(s is None for s in stored):
-            problem = "some events of this append were stored before and some were not"
-        elif first is None or any(s[1] != tid for s in stored if s is not None):
-            problem = f"it belongs to another thread, not {req.thread_id!r}"
-        elif [s[2] for s in stored if s is not None] != list(
-            range(first[2], first[2] + len(stored))
-        ):
-            problem = "the events were stored in a different order or grouping"
-        if problem is not None or first is None:
-            bad = next((p.event_id for p, s in zip(req.prepared, stored, strict=True) if s), "?")
-            raise IdempotencyConflict(bad, problem or "inconsistent retry")
-        return AppendResult(
-            thread_id=req.thread_id,
-            positions=tuple(s[3] for s in stored if s is not None),
-            first_seq=first[2],
-            version=current,
-            deduplicated=True,
-        )
+    def _stored(
+        self, con: sqlite3.Connection, req: AppendRequest, tid: int | None, batch: StagedBatch
+    ) -> dict[str, StoredEvent]:
+        """Where the request's event ids were stored before (in the file or this batch)."""
+        stored = {}
+        for key, prepared in zip(req.keys, req.prepared, strict=True):
+            hit = batch.lookup(key, prepared.event_id)
+            if hit is not None:
+                _, hit_tid, seq, position = hit
+                thread = req.thread_id if hit_tid == tid else self._thread_name(con, hit_tid)
+                stored[prepared.event_id] = StoredEvent(thread, seq, position)
+        return stored
+
+    def _thread_name(self, con: sqlite3.Connection, tid: int) -> str:
+        row = con.execute("SELECT thread_id FROM threads WHERE tid = ?", (tid,)).fetchone()
+        return str(row[0]) if row is not None else f"(thread #{tid})"
 
     # --- reading -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The sequencer's decision for one append command (``eventstore.kafka._decide``).
+"""The sequencer's decision for one append command (``eventstore.decide``).
 
 Unit tests pin each outcome and each conflict text (the embedded log's texts); property
 tests run random command histories through ``decide`` against a plain model, and against
@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventstore import EmbeddedEventLog, NewEvent
+from eventstore.decide import Accepted, Duplicate, Rejected, StoredEvent, decide
 from eventstore.errors import IdempotencyConflict, WrongExpectedVersion
-from eventstore.kafka._decide import Accepted, Duplicate, Rejected, StoredEvent, decide
 from tests.samples import event
 
 # thread "t" holds a1, a2, a3 at seqs 1..3 (positions 10..12); thread "u" holds b1 at seq 1

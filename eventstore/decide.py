@@ -1,9 +1,8 @@
-"""What the Kafka sequencer does with one append command on one thread.
+"""What an append does to one thread: the rule every backend's single writer applies.
 
-The sequencer (``docs/kafka.md``, "Optimistic concurrency: the command path") is the only
-writer of the threads in its partition. For each append command it knows the thread's
-current version and, from the ``agentlog.threads`` topic, where every event id seen so
-far was stored. :func:`decide` turns those values into one outcome:
+The embedded log's writer and the Kafka sequencer (``docs/kafka.md``) each know a thread's
+current version and where the event ids of an append were stored before, if anywhere.
+:func:`decide` turns those values into one outcome:
 
 - :class:`Duplicate`: a retry; every event id was stored before, in this thread, at
   consecutive seqs in the command's order. Nothing is written; the caller gets the
@@ -13,9 +12,8 @@ far was stored. :func:`decide` turns those values into one outcome:
   ``expected_version``).
 - :class:`Accepted`: the events get seqs ``first_seq..version`` and are to be produced.
 
-Both backends must agree: these are the rules, checked in the same order and with the same
-error texts, that the embedded log applies in ``EmbeddedEventLog`` (``_sqlite.py``,
-``_apply`` and ``_deduplicate``), so an append means the same thing on SQLite and Kafka.
+Both backends call this one function, so an append means the same thing on SQLite and
+Kafka: the same checks in the same order, with the same error texts.
 
 This module is pure: it does no I/O and reads no clock; the same inputs give the same
 outcome, so a sequencer that rebuilds its state decides a replayed command the same way.
