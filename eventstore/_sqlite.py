@@ -128,6 +128,23 @@ class StagedBatch:
         return None
 
 
+def decode_prefix(
+    codec: Codec, rows: Sequence[tuple[int, int, bytes]], until: datetime | None
+) -> list[RecordedEvent]:
+    """Decode ``(position, occurred_at ms, body)`` rows of one thread in ``seq`` order, up to
+    the first event that occurred after ``until``: always a prefix, the thread "as of" then."""
+    decode = codec.decode
+    if until is None:
+        return [decode(body, pos) for pos, _, body in rows]
+    limit_ms = until.timestamp() * 1000
+    out = []
+    for pos, occurred, body in rows:
+        if occurred > limit_ms:
+            break
+        out.append(decode(body, pos))
+    return out
+
+
 def _translate(exc: sqlite3.Error, location: str, doing: str) -> StorageError:
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
@@ -446,16 +463,7 @@ class SqliteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
-        decode = self.codec.decode
-        if until is None:
-            return [decode(body, pos) for pos, _, body in rows]
-        limit_ms = int(until.timestamp() * 1000)
-        out = []
-        for pos, occurred, body in rows:
-            if occurred > limit_ms:
-                break
-            out.append(decode(body, pos))
-        return out
+        return decode_prefix(self.codec, rows, until)
 
     def read_all(self, from_position: int, limit: int) -> list[RecordedEvent]:
         """Up to ``limit`` events with ``position >= from_position``, in position order."""

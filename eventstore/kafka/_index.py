@@ -37,7 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore._sqlite import _translate
+from eventstore._sqlite import _translate, decode_prefix
 from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim
 from eventstore.codec import Codec
 from eventstore.envelope import RecordedEvent
@@ -296,13 +296,7 @@ class ThreadIndex:
             (thread_id, from_seq, to_seq if to_seq is not None else 1 << 62),
             f"reading thread {thread_id!r}",
         )
-        limit_ms = math.inf if until is None else until.timestamp() * 1000
-        out = []
-        for pos, occurred, body in rows:
-            if occurred > limit_ms:
-                break
-            out.append(self.codec.decode(body, pos))
-        return out
+        return decode_prefix(self.codec, rows, until)
 
     def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events with ``position >= from_position``, in position order.
