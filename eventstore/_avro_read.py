@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventstore._avro_write import simple_kind
+
 Reader = Callable[[bytes, int], tuple[Any, int]]  # Any: each reader returns its field's type
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -71,15 +73,14 @@ def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
 
 def field_reader(schema: Any) -> Reader | None:
     """A reader for a field of type ``schema``, or None if it is not a simple type."""
-    if schema == "string":
-        return _string
-    if schema == "long":
-        return read_long
-    if schema == ["null", "string"]:
-        return _optional_string
-    if isinstance(schema, dict):
-        if schema.get("type") == "long" and schema.get("logicalType") == "timestamp-millis":
-            return _timestamp_millis
-        if schema.get("type") == "map" and schema.get("values") == "long":
-            return _map_of_longs
-    return None
+    kind = simple_kind(schema)
+    return None if kind is None else _READERS[kind]
+
+
+_READERS: dict[str, Reader] = {
+    "string": _string,
+    "long": read_long,
+    "optional_string": _optional_string,
+    "timestamp_millis": _timestamp_millis,
+    "map_of_longs": _map_of_longs,
+}

@@ -84,6 +84,27 @@ def _map_of_longs(value: Mapping[str, int]) -> bytes:
     return b"".join(parts)
 
 
+def simple_kind(schema: Any) -> str | None:
+    """Which simple Avro type ``schema`` is, for the direct readers and writers.
+
+    Returns:
+        ``"string"``, ``"long"``, ``"optional_string"`` (``["null", "string"]``),
+        ``"timestamp_millis"`` or ``"map_of_longs"``; None for anything else.
+    """
+    if schema == "string":
+        return "string"
+    if schema == "long":
+        return "long"
+    if schema == ["null", "string"]:
+        return "optional_string"
+    if isinstance(schema, dict):
+        if schema.get("type") == "long" and schema.get("logicalType") == "timestamp-millis":
+            return "timestamp_millis"
+        if schema.get("type") == "map" and schema.get("values") == "long":
+            return "map_of_longs"
+    return None
+
+
 def field_encoder(schema: Any, cached: bool = False) -> Encoder | None:
     """An encoder for a field of type ``schema``, or None if it is not a simple type.
 
@@ -91,15 +112,16 @@ def field_encoder(schema: Any, cached: bool = False) -> Encoder | None:
         schema: The field's (expanded) Avro type.
         cached: For strings: remember encodings of values seen (for values that repeat).
     """
-    if schema == "string":
-        return _cached_string() if cached else _string
-    if schema == "long":
-        return long_bytes
-    if schema == ["null", "string"]:
-        return _optional_string
-    if isinstance(schema, dict):
-        if schema.get("type") == "long" and schema.get("logicalType") == "timestamp-millis":
-            return _timestamp_millis
-        if schema.get("type") == "map" and schema.get("values") == "long":
-            return _map_of_longs
-    return None
+    kind = simple_kind(schema)
+    if kind == "string" and cached:
+        return _cached_string()
+    return None if kind is None else _ENCODERS[kind]
+
+
+_ENCODERS: dict[str, Encoder] = {
+    "string": _string,
+    "long": long_bytes,
+    "optional_string": _optional_string,
+    "timestamp_millis": _timestamp_millis,
+    "map_of_longs": _map_of_longs,
+}
