@@ -29,10 +29,11 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from eventstore._append import prepare_append
 from eventstore._sqlite import AppendRequest, SqliteStore
 from eventstore.codec import Codec
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
-from eventstore.errors import EventTooLarge, InvalidEvent, LogClosed, StorageError
+from eventstore.errors import LogClosed, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -241,21 +242,9 @@ class EmbeddedEventLog:
         expected_version: ExpectedVersion = None,
     ) -> AppendResult:
         self._require_open()
-        if not events:
-            raise InvalidEvent("(none)", "events", "an append needs at least one event")
-        if expected_version is not None and expected_version < 0:
-            raise InvalidEvent(
-                events[0].type, "expected_version", f"must be >= 0 or None, got {expected_version}"
-            )
-        if len(events) > 1 and len({e.event_id for e in events}) != len(events):
-            raise InvalidEvent(events[0].type, "event_id", "the same event_id twice in one append")
-        prepare = self.codec.prepare
-        prepared = [prepare(thread_id, e) for e in events]
-        limit = self.max_event_bytes
-        for p in prepared:
-            size = len(p.head) + 1 + len(p.tail)
-            if size > limit:
-                raise EventTooLarge(p.type, thread_id, size, limit)
+        prepared = prepare_append(
+            self.codec, thread_id, events, expected_version, self.max_event_bytes
+        )
         request = AppendRequest(
             thread_id,
             events[0].tenant,

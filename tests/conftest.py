@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
+# The Kafka broker fixtures (``kafka_broker`` and friends) serve tests/kafka and the
+# contract suite alike.
+pytest_plugins = ["tests.kafka.fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

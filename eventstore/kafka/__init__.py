@@ -1,10 +1,10 @@
-"""The Kafka backend (in progress): topic layout and set-up, and the local thread index.
+"""The Kafka backend: ``KafkaEventLog``, its topics, its local thread index.
 
-See ``docs/kafka.md`` for the design; ``KafkaEventLog`` (command path, sequencer, index
-consumer) is still to come.
+See ``docs/kafka.md`` for the design (command path, sequencer, thread index, positions).
 """
 
-from eventstore.kafka._index import IndexConflict, ThreadIndex
+from eventstore.kafka._client import KafkaOptions, RetryPolicy
+from eventstore.kafka._index import IndexConflict, Located, ThreadIndex
 from eventstore.kafka._topics import (
     KafkaTopology,
     TopicMismatch,
@@ -12,13 +12,20 @@ from eventstore.kafka._topics import (
     TopicSpec,
     ensure_topics,
 )
+from eventstore.kafka.log import AppendTimedOut, KafkaEventLog, default_index_path
 
 __all__ = [
+    "AppendTimedOut",
     "IndexConflict",
+    "KafkaEventLog",
+    "KafkaOptions",
     "KafkaTopology",
+    "Located",
+    "RetryPolicy",
     "ThreadIndex",
     "TopicMismatch",
     "TopicSetupFailed",
     "TopicSpec",
+    "default_index_path",
     "ensure_topics",
 ]

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from eventstore._sqlite import _translate, decode_prefix
 from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim
@@ -87,6 +87,17 @@ class IndexConflict(EventStoreError):
             f"but partition {partition} offset {offset} holds event {new_event_id!r} "
             "at the same seq (two writers for one thread?)"
         )
+
+
+class Located(NamedTuple):
+    """Where the index holds an event: its thread and seq, its local position, and its
+    Kafka coordinates in the threads topic."""
+
+    thread_id: str
+    seq: int
+    position: int
+    partition: int
+    offset: int
 
 
 class ThreadIndex:
@@ -338,32 +349,56 @@ class ThreadIndex:
         rows = self._query("SELECT max(position) FROM events", (), "reading the index head")
         return int(rows[0][0] or 0)
 
-    def find(self, event_ids: Sequence[str]) -> dict[str, tuple[str, int, int]]:
+    def find(self, event_ids: Sequence[str]) -> dict[str, Located]:
         """Where stored events are, to answer a retried append.
 
         Args:
             event_ids: Event ids to look up; unknown ones are left out of the result.
 
         Returns:
-            ``event_id -> (thread_id, seq, position)``; should an id be stored twice, its
-            first position.
+            ``event_id -> Located``; should an id be stored twice, its first position.
 
         Raises:
             StorageError: SQLite failed.
             LogClosed: the index was closed.
         """
         ids = sorted(set(event_ids))
-        found: dict[str, tuple[str, int, int]] = {}
+        found: dict[str, Located] = {}
         for i in range(0, len(ids), _FIND_CHUNK):
             chunk = ids[i : i + _FIND_CHUNK]
             marks = ",".join("?" * len(chunk))
             rows = self._query(
-                "SELECT e.event_id, t.thread_id, e.seq, e.position FROM events e"
-                f" JOIN threads t ON t.tid = e.tid WHERE e.event_id IN ({marks})"
-                " ORDER BY e.position",
+                'SELECT e.event_id, t.thread_id, e.seq, e.position, e."partition", e."offset"'
+                " FROM events e JOIN threads t ON t.tid = e.tid"
+                f" WHERE e.event_id IN ({marks}) ORDER BY e.position",
                 chunk,
                 "looking up event ids",
             )
-            for event_id, thread_id, seq, pos in rows:
-                found.setdefault(str(event_id), (str(thread_id), int(seq), int(pos)))
+            for event_id, thread_id, seq, pos, partition, offset in rows:
+                found.setdefault(
+                    str(event_id),
+                    Located(str(thread_id), int(seq), int(pos), int(partition), int(offset)),
+                )
+        return found
+
+    def versions(self, thread_ids: Sequence[str]) -> dict[str, int]:
+        """The version of each thread (0 for a thread with no events), in one query per chunk.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        ids = sorted(set(thread_ids))
+        found = dict.fromkeys(ids, 0)
+        for i in range(0, len(ids), _FIND_CHUNK):
+            chunk = ids[i : i + _FIND_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT t.thread_id, (SELECT max(e.seq) FROM events e WHERE e.tid = t.tid)"
+                f" FROM threads t WHERE t.thread_id IN ({marks})",
+                chunk,
+                "reading thread versions",
+            )
+            for thread_id, version in rows:
+                found[str(thread_id)] = int(version or 0)
         return found

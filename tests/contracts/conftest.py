@@ -1,11 +1,12 @@
 """The backends every contract suite runs against.
 
-Each entry opens a fresh, empty log. The Kafka backend joins this list when it exists; the
-suite itself does not change.
+Each entry makes fresh, empty logs: the embedded log in a new file, the Kafka log on the
+run's shared broker (``kafka_broker``) with topics and a sequencer group of its own.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from eventstore import EmbeddedEventLog
+from eventstore.kafka import KafkaEventLog, KafkaOptions, KafkaTopology, RetryPolicy
 from eventstore.port import EventLog
 
 LogFactory = Callable[..., AbstractAsyncContextManager[EventLog]]
 
 
-def _embedded(tmp_path: Path) -> LogFactory:
+def _embedded(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
     counter = iter(range(1_000_000))
 
     def make(**options: object) -> AbstractAsyncContextManager[EventLog]:
@@ -27,13 +29,42 @@ def _embedded(tmp_path: Path) -> LogFactory:
     return make
 
 
-BACKENDS = {"embedded": _embedded}
+#: Kafka client settings for tests: a short session so a new sequencer group forms in
+#: about a second, and quick retries.
+KAFKA_TEST_OPTIONS = KafkaOptions(
+    session_timeout_ms=2000,
+    heartbeat_interval_ms=500,
+    request_timeout=3.0,
+    retry=RetryPolicy(attempts=3, initial_delay=0.2, backoff=2.0),
+)
+
+
+def _kafka(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
+    broker = request.getfixturevalue("kafka_broker")
+    counter = iter(range(1_000_000))
+
+    def make(**options: object) -> AbstractAsyncContextManager[EventLog]:
+        n = next(counter)
+        prefix = f"contract-{uuid.uuid4().hex[:10]}-{n}"
+        return KafkaEventLog(
+            broker.bootstrap,
+            tmp_path / f"index-{n}.db",
+            topology=KafkaTopology.default(partitions=4, prefix=prefix),
+            options=KAFKA_TEST_OPTIONS,
+            outcome_timeout=20.0,
+            **options,  # type: ignore[arg-type]
+        )
+
+    return make
+
+
+BACKENDS = {"embedded": _embedded, "kafka": _kafka}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def make_log(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
     """Factory of fresh logs of the backend under test; call it with backend options."""
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from eventstore._sqlite import SqliteStore
 from eventstore.codec import Codec
 from eventstore.errors import CorruptLog, EventStoreError, LogClosed
 from eventstore.factory import new_event
-from eventstore.kafka._index import IndexConflict, ThreadIndex
+from eventstore.kafka._index import IndexConflict, Located, ThreadIndex
 from eventstore.payloads import MemorySet
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -179,10 +179,22 @@ def test_read_all_pages_through_the_index(index: ThreadIndex) -> None:
 def test_find_locates_stored_events(index: ThreadIndex) -> None:
     index.ingest(interleaved())
 
-    assert index.find(["b-2", "a-3", "nope"]) == {"b-2": ("b", 2, 3), "a-3": ("a", 3, 5)}
+    assert index.find(["b-2", "a-3", "nope"]) == {
+        "b-2": Located("b", 2, 3, partition=1, offset=1),
+        "a-3": Located("a", 3, 5, partition=0, offset=2),
+    }
     assert index.find([]) == {}
     many = [f"missing-{i}" for i in range(1200)] + ["a-1"]
-    assert index.find(many) == {"a-1": ("a", 1, 1)}
+    assert index.find(many) == {"a-1": Located("a", 1, 1, partition=0, offset=0)}
+
+
+def test_versions_of_many_threads_in_one_call(index: ThreadIndex) -> None:
+    index.ingest(interleaved())
+
+    assert index.versions(["a", "b", "nope"]) == {"a": 3, "b": 3, "nope": 0}
+    assert index.versions([]) == {}
+    many = [f"missing-{i}" for i in range(1200)] + ["b"]
+    assert index.versions(many)["b"] == 3
 
 
 def test_reopening_a_file_keeps_events_and_checkpoints(tmp_path: Path) -> None:

@@ -1,0 +1,142 @@
+"""The index consumer: keeps a :class:`~eventstore.kafka._index.ThreadIndex` up to date.
+
+One consumer without a group reads every partition of the threads topic from the index's
+checkpoints and ingests what it fetches, batch by batch, in a worker thread. Others wait on
+it: an append for its events to be ingested (read-your-writes), the sequencer for the index
+to hold everything a partition had when it was assigned, subscribers for new events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from aiokafka import TopicPartition
+
+from eventstore.errors import EventStoreError, StorageError
+from eventstore.kafka._client import KafkaOptions
+from eventstore.kafka._index import ThreadIndex
+
+logger = logging.getLogger(__name__)
+
+_MAX_RECORDS = 5000
+
+
+class IndexFeed:
+    """Feeds the thread index from the threads topic; see the module docstring.
+
+    Args:
+        bootstrap: Broker addresses.
+        topic: The threads topic.
+        partitions: Its partition count.
+        index: The index to feed.
+        options: Client settings.
+        client_id: Client id for the broker's logs.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        index: ThreadIndex,
+        options: KafkaOptions,
+        client_id: str,
+    ) -> None:
+        self.topic = topic
+        self.index = index
+        self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self._consumer = options.consumer(bootstrap, client_id)
+        self.next_offsets: dict[int, int] = {}
+        self.highwaters: dict[int, int] = {}
+        self.failure: EventStoreError | None = None
+        self._changed = anyio.Event()
+
+    async def start(self) -> None:
+        """Connect and position the consumer at the index's checkpoints."""
+        self.next_offsets = await anyio.to_thread.run_sync(self.index.checkpoints)
+        await self._consumer.start()
+        self._consumer.assign(self._partitions)
+        for tp in self._partitions:
+            offset = self.next_offsets.get(tp.partition)
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Fetch and ingest until cancelled. A failure to ingest stops the feed for good and
+        is kept in :attr:`failure` (every waiter then raises it)."""
+        task_status.started()
+        consumer = self._consumer
+        while True:
+            batch: dict[Any, list[Any]] = await consumer.getmany(
+                timeout_ms=100, max_records=_MAX_RECORDS
+            )
+            records = [(tp.partition, r.offset, r.value) for tp, rs in batch.items() for r in rs]
+            if records:
+                try:
+                    await anyio.to_thread.run_sync(self.index.ingest, records)
+                except EventStoreError as exc:
+                    logger.error("the thread index stopped: %s", exc)
+                    self.failure = exc
+                    self._notify()
+                    return
+                for tp, rs in batch.items():
+                    self.next_offsets[tp.partition] = rs[-1].offset + 1
+            for tp in self._partitions:
+                hw = consumer.highwater(tp)
+                if hw is not None:
+                    self.highwaters[tp.partition] = hw
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def wake(self) -> None:
+        """Wake every waiter (when the log closes)."""
+        self._notify()
+
+    def next_change(self) -> anyio.Event:
+        """An event set at the next ingest (or empty fetch): take it before reading."""
+        self.check()
+        return self._changed
+
+    def check(self) -> None:
+        """Raise the feed's failure, if it stopped."""
+        if self.failure is not None:
+            raise StorageError(f"the Kafka thread index stopped: {self.failure}")
+
+    async def changed(self) -> None:
+        """Wait for the next ingest (or an empty fetch)."""
+        self.check()
+        await self._changed.wait()
+        self.check()
+
+    async def wait_ingested(self, partition: int, offset: int) -> None:
+        """Wait until the record at ``offset`` of ``partition`` is in the index."""
+        while self.next_offsets.get(partition, 0) <= offset:
+            await self.changed()
+
+    async def wait_caught_up(self, partition: int, end_offset: int) -> None:
+        """Wait until the index holds everything ``partition`` had when ``end_offset`` was
+        read from the broker (after the caller took the partition over).
+
+        The broker's answer for the end offset may be low (the test broker answers the
+        base offset of the last batch, plus one), so once the index is there the feed also
+        waits for the high watermark that the fetch of that record reported.
+        """
+        await self.wait_ingested(partition, end_offset - 1)
+        if end_offset == 0:
+            return
+        highwater = self.highwaters.get(partition, 0)
+        await self.wait_ingested(partition, highwater - 1)

@@ -1,0 +1,443 @@
+"""The sequencer: the single writer of every thread in the partitions it owns.
+
+A member of the consumer group ``group_id`` on the commands topic. For each partition it
+owns it works in rounds: take the append commands fetched for the partition, decide each
+(:func:`eventstore.decide.decide`, the embedded log's rule), write the accepted events to
+the same partition of the threads topic as **one record batch** (so a round lands whole or
+not at all, in order), wait for the broker's acknowledgement, then write the outcomes to
+the commands topic, and only then commit the commands' offsets.
+
+State per owned partition: the versions of the threads it decided on, and the events it
+produced that the local thread index has not ingested yet. Everything else comes from the
+index. When a partition is assigned, the sequencer first waits until the index holds all
+of that partition's events (:meth:`IndexFeed.wait_caught_up`): the previous owner wrote
+its last round before giving the partition up, so after that the versions are exact.
+
+If writing a round fails (after the retries), the round's effect is unknown: the sequencer
+forgets the partition's state, seeks back to the round's first command, and decides it
+again once the index is caught up; a round that did land then reads as retries
+(``duplicate``), one that did not is written again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+
+from eventstore.codec import Codec, encode_long
+from eventstore.decide import Accepted, Rejected, StoredEvent, decide
+from eventstore.errors import EventStoreError, IdempotencyConflict, WrongExpectedVersion
+from eventstore.kafka._client import KafkaOptions, describe, with_retry
+from eventstore.kafka._feed import IndexFeed
+from eventstore.kafka._index import ThreadIndex
+from eventstore.kafka._topics import KafkaTopology
+from eventstore.kafka._wire import (
+    CONTENT_TYPE,
+    IDEMPOTENCY_CONFLICT,
+    KIND,
+    KIND_APPEND,
+    KIND_OUTCOME,
+    REPLY_TO,
+    UNKNOWN_SCHEMA,
+    WRONG_EXPECTED_VERSION,
+    AppendCommand,
+    AppendOutcome,
+    Status,
+    decode_command,
+    encode_outcome,
+    header,
+)
+from eventstore.payloads import CommandRejected
+
+logger = logging.getLogger(__name__)
+
+_MAX_RECORDS = 2000
+
+
+@dataclasses.dataclass(slots=True)
+class _Produced:
+    """An event this sequencer wrote: where it is (offset known once acknowledged)."""
+
+    thread_id: str
+    seq: int
+    offset: int = -1
+
+
+@dataclasses.dataclass(slots=True)
+class _PartitionState:
+    ready: bool = False
+    versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    produced: dict[str, _Produced] = dataclasses.field(default_factory=dict)
+    # (last offset, event ids) of acknowledged rounds, to forget once the index has them
+    unindexed: deque[tuple[int, list[str]]] = dataclasses.field(default_factory=deque)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, sequencer: Sequencer) -> None:
+        self._sequencer = sequencer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._sequencer.revoke({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._sequencer.assign({tp.partition for tp in assigned})
+
+
+class Sequencer:
+    """Decides and writes the append commands of the partitions this member owns.
+
+    Args:
+        bootstrap: Broker addresses.
+        topology: The two topics.
+        group_id: The consumer group every sequencer of this log joins.
+        index: The local thread index (versions and stored event ids).
+        feed: The index consumer (to wait for the index to catch up).
+        producer: A started producer (shared with the log).
+        codec: The codec whose schema the events must be written with.
+        options: Client settings (retries, timeouts).
+        client_id: Client id for the broker's logs.
+    """
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topology: KafkaTopology,
+        group_id: str,
+        index: ThreadIndex,
+        feed: IndexFeed,
+        producer: Any,
+        codec: Codec,
+        options: KafkaOptions,
+        client_id: str,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topology = topology
+        self.group_id = group_id
+        self.index = index
+        self.feed = feed
+        self.producer = producer
+        self.options = options
+        self._prefix = codec._prefix  # the single-object header events must carry
+        self._consumer = options.consumer(
+            bootstrap,
+            client_id,
+            group_id=group_id,
+            session_timeout_ms=options.session_timeout_ms,
+            heartbeat_interval_ms=options.heartbeat_interval_ms,
+        )
+        self._partitions: dict[int, _PartitionState] = {}
+        self._lock = anyio.Lock()
+        self.joined = anyio.Event()
+        self.rounds = 0
+
+    @property
+    def owned(self) -> list[int]:
+        """Partitions this member owns now."""
+        return sorted(self._partitions)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe([self.topology.commands.name], listener=_Listener(self))
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def assign(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self._partitions[p] = _PartitionState()
+        logger.info("sequencer %s now owns partitions %s", self.group_id, self.owned)
+        self.joined.set()
+
+    @contextlib.asynccontextmanager
+    async def idle(self) -> AsyncIterator[None]:
+        """Hold the sequencer between rounds (waiting, shielded, for the current round)."""
+        with anyio.CancelScope(shield=True):
+            await self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def revoke(self, partitions: set[int]) -> None:
+        async with self._lock:  # let the round in progress finish and commit
+            for p in partitions:
+                self._partitions.pop(p, None)
+
+    async def run(self) -> None:
+        """Fetch and decide commands until cancelled."""
+        consumer = self._consumer
+        while True:
+            batch: dict[Any, list[Any]] = await consumer.getmany(
+                timeout_ms=200, max_records=_MAX_RECORDS
+            )
+            if not batch:
+                continue
+            async with self._lock, anyio.create_task_group() as tg:
+                for tp, records in batch.items():
+                    state = self._partitions.get(tp.partition)
+                    if state is not None and records:
+                        tg.start_soon(self._round, tp, state, records)
+
+    async def _round(self, tp: Any, state: _PartitionState, records: list[Any]) -> None:
+        try:
+            await self._decide_and_write(tp, state, records)
+        except Exception as exc:
+            # The round's effect is unknown: start over from the index at its first command.
+            logger.error(
+                "sequencer round on partition %d failed (%s); deciding its %d records again",
+                tp.partition,
+                describe(exc),
+                len(records),
+            )
+            state.ready = False
+            state.versions.clear()
+            state.produced.clear()
+            state.unindexed.clear()
+            try:
+                self._consumer.seek(tp, records[0].offset)
+            except Exception as seek_exc:  # the partition moved away meanwhile
+                logger.info("partition %d is no longer ours: %s", tp.partition, seek_exc)
+            await anyio.sleep(self.options.retry.initial_delay)
+
+    async def _decide_and_write(self, tp: Any, state: _PartitionState, records: list[Any]) -> None:
+        p = tp.partition
+        if not state.ready:
+            threads_tp = TopicPartition(self.topology.threads.name, p)
+            ends = await self._consumer.end_offsets([threads_tp])
+            await self.feed.wait_caught_up(p, ends[threads_tp])
+            state.ready = True
+        self._forget_indexed(p, state)
+        commands = [c for c in map(self._command, records) if c is not None]
+        if commands:
+            outcomes = await self._write(p, state, commands)
+            await self._answer(p, outcomes)
+        await self._consumer.commit({tp: records[-1].offset + 1})
+        self.rounds += 1
+
+    def _command(self, record: Any) -> AppendCommand | None:
+        if header(record.headers, KIND) != KIND_APPEND:
+            return None  # an outcome, or a record of another kind
+        try:
+            return decode_command(record.value)
+        except EventStoreError as exc:
+            logger.error(
+                "skipping unreadable command at partition %d offset %d: %s",
+                record.partition,
+                record.offset,
+                exc,
+            )
+            return None
+
+    def _forget_indexed(self, p: int, state: _PartitionState) -> None:
+        ingested = self.feed.next_offsets.get(p, 0)
+        while state.unindexed and state.unindexed[0][0] < ingested:
+            for event_id in state.unindexed.popleft()[1]:
+                state.produced.pop(event_id, None)
+
+    async def _write(
+        self, p: int, state: _PartitionState, commands: list[AppendCommand]
+    ) -> list[tuple[AppendCommand, AppendOutcome]]:
+        """Decide ``commands`` in order, write the accepted events, return the outcomes.
+
+        Outcomes of accepted and duplicate commands are completed (offsets) once the
+        events are acknowledged; until then only their status is known.
+        """
+        unknown = {c.thread_id for c in commands} - state.versions.keys()
+        ids = [e.event_id for c in commands for e in c.events]
+        versions, located = await anyio.to_thread.run_sync(self._lookup, sorted(unknown), ids)
+        state.versions.update(versions)
+        stored = {
+            event_id: StoredEvent(loc.thread_id, loc.seq, loc.offset)
+            for event_id, loc in located.items()
+        }
+        batch = self.producer.create_batch()
+        batch_ids: list[str] = []
+        answered: list[tuple[AppendCommand, AppendOutcome | Status]] = []
+        threads_topic = self.topology.threads.name
+        for command in commands:
+            event_ids = [e.event_id for e in command.events]
+            seen = {
+                e: StoredEvent(s.thread_id, s.seq, s.offset)
+                for e in event_ids
+                if (s := state.produced.get(e)) is not None
+            }
+            seen.update((e, stored[e]) for e in event_ids if e in stored and e not in seen)
+            current = state.versions.get(command.thread_id, 0)
+            bad_schema = next(
+                (e for e in command.events if not e.head.startswith(self._prefix)), None
+            )
+            if bad_schema is not None:
+                answered.append((command, self._rejected(command, p, None, bad_schema.type)))
+                continue
+            decision = decide(command.thread_id, current, command.expected_version, event_ids, seen)
+            if isinstance(decision, Rejected):
+                answered.append((command, self._rejected(command, p, decision.error, "")))
+                continue
+            if isinstance(decision, Accepted):
+                key = command.thread_id.encode()
+                for i, prepared in enumerate(command.events):
+                    seq = decision.first_seq + i
+                    value = prepared.head + encode_long(seq) + prepared.tail
+                    headers = [
+                        ("type", prepared.type.encode()),
+                        ("fingerprint", self._prefix[2:].hex().encode()),
+                        CONTENT_TYPE,
+                    ]
+                    if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        batch = await self._flush(batch, p, threads_topic, state, batch_ids)
+                        batch_ids = []
+                        if (
+                            batch.append(key=key, value=value, timestamp=None, headers=headers)
+                            is None
+                        ):
+                            raise EventStoreError(
+                                f"event {prepared.event_id} does not fit an empty record batch "
+                                f"of {self.options.max_batch_bytes} bytes"
+                            )
+                    state.produced[prepared.event_id] = _Produced(command.thread_id, seq)
+                    batch_ids.append(prepared.event_id)
+                state.versions[command.thread_id] = decision.version
+                answered.append((command, "accepted"))
+            else:
+                answered.append((command, "duplicate"))
+        if batch_ids:
+            await self._flush(batch, p, threads_topic, state, batch_ids)
+        return [
+            (c, self._placed(c, o, p, state, located) if isinstance(o, str) else o)
+            for c, o in answered
+        ]
+
+    def _lookup(self, threads: list[str], ids: list[str]) -> tuple[dict[str, int], Any]:
+        return self.index.versions(threads), self.index.find(ids)
+
+    async def _flush(
+        self, batch: Any, p: int, topic: str, state: _PartitionState, batch_ids: list[str]
+    ) -> Any:
+        """Write ``batch`` and wait for its acknowledgement; record the events' offsets."""
+        batch.close()
+
+        async def send() -> Any:
+            future = await self.producer.send_batch(batch, topic, partition=p)
+            return await future
+
+        metadata = await with_retry(
+            self.options.retry, self.bootstrap, f"writing events to {topic}[{p}]", send
+        )
+        base = metadata.offset
+        for i, event_id in enumerate(batch_ids):
+            state.produced[event_id].offset = base + i
+        state.unindexed.append((base + len(batch_ids) - 1, batch_ids))
+        return self.producer.create_batch()
+
+    def _placed(
+        self,
+        command: AppendCommand,
+        status: Status,
+        p: int,
+        state: _PartitionState,
+        located: Any,
+    ) -> AppendOutcome:
+        """The outcome of an accepted or duplicate command, its events' offsets known."""
+        offsets: list[int] = []
+        seqs: list[int] = []
+        for prepared in command.events:
+            produced = state.produced.get(prepared.event_id)
+            if produced is not None and produced.offset >= 0:
+                offsets.append(produced.offset)
+                seqs.append(produced.seq)
+            else:
+                loc = located[prepared.event_id]
+                offsets.append(loc.offset)
+                seqs.append(loc.seq)
+        return AppendOutcome(
+            command.command_id,
+            command.thread_id,
+            status,
+            p,
+            tuple(offsets),
+            seqs[0],
+            state.versions.get(command.thread_id, 0),
+        )
+
+    def _rejected(
+        self, command: AppendCommand, p: int, error: EventStoreError | None, bad_type: str
+    ) -> AppendOutcome:
+        current = self._current(command)
+        if isinstance(error, WrongExpectedVersion):
+            rejected = CommandRejected(
+                command_id=command.command_id,
+                code=WRONG_EXPECTED_VERSION,
+                reason=str(error),
+                expected_version=error.expected,
+                current_version=error.current,
+            )
+            conflict = None
+        elif isinstance(error, IdempotencyConflict):
+            rejected = CommandRejected(
+                command_id=command.command_id,
+                code=IDEMPOTENCY_CONFLICT,
+                reason=error.detail,
+                expected_version=command.expected_version,
+                current_version=current,
+            )
+            conflict = error.event_id
+        else:
+            rejected = CommandRejected(
+                command_id=command.command_id,
+                code=UNKNOWN_SCHEMA,
+                reason=(
+                    f"a {bad_type} event is encoded with a schema this sequencer does not "
+                    "write (upgrade the sequencer before the clients)"
+                ),
+                expected_version=command.expected_version,
+                current_version=current,
+            )
+            conflict = None
+        return AppendOutcome(
+            command.command_id,
+            command.thread_id,
+            "rejected",
+            p,
+            version=current,
+            conflict_event_id=conflict,
+            rejected=rejected,
+        )
+
+    def _current(self, command: AppendCommand) -> int:
+        for state in self._partitions.values():
+            if command.thread_id in state.versions:
+                return state.versions[command.thread_id]
+        return 0
+
+    async def _answer(self, p: int, outcomes: list[tuple[AppendCommand, AppendOutcome]]) -> None:
+        """Write the outcomes to the commands topic and wait for the acknowledgement."""
+        topic = self.topology.commands.name
+        batch = self.producer.create_batch()
+        for command, outcome in outcomes:
+            headers = [(KIND, KIND_OUTCOME), (REPLY_TO, command.reply_to.encode()), CONTENT_TYPE]
+            value = encode_outcome(outcome)
+            key = command.thread_id.encode()
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                await self._send_outcomes(batch, topic, p)
+                batch = self.producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
+        await self._send_outcomes(batch, topic, p)
+
+    async def _send_outcomes(self, batch: Any, topic: str, p: int) -> None:
+        batch.close()
+
+        async def send() -> Any:
+            future = await self.producer.send_batch(batch, topic, partition=p)
+            return await future
+
+        await with_retry(self.options.retry, self.bootstrap, f"answering on {topic}[{p}]", send)

@@ -1,0 +1,438 @@
+"""``KafkaEventLog``: the event log on Kafka topics, for more than one machine.
+
+Appends travel the command path (``docs/kafka.md``): ``append()`` sends an append command
+to the commands topic and waits for its outcome; the sequencer that owns the thread's
+partition (a member of a consumer group, possibly in another process) decides it, writes
+the events to the threads topic, and answers. Reads are served by a local thread index that
+a consumer of the threads topic keeps up to date; ``append()`` returns once its events are
+in this log's index, so a process reads its own writes.
+
+Every ``KafkaEventLog`` runs, in its task group: the index consumer, an outcome listener
+on the commands topic, and (unless ``sequencer=False``) a sequencer group member.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+from aiokafka import TopicPartition
+
+from eventstore._append import prepare_append
+from eventstore.codec import Codec
+from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.errors import (
+    BrokerUnavailable,
+    EventStoreError,
+    InvalidEvent,
+    LogClosed,
+)
+from eventstore.factory import uuid7
+from eventstore.kafka._client import UNREACHABLE, KafkaOptions, describe, with_retry
+from eventstore.kafka._feed import IndexFeed
+from eventstore.kafka._index import ThreadIndex
+from eventstore.kafka._sequencer import Sequencer
+from eventstore.kafka._topics import KafkaTopology, ensure_topics
+from eventstore.kafka._wire import (
+    CONTENT_TYPE,
+    KIND,
+    KIND_APPEND,
+    KIND_OUTCOME,
+    REPLY_TO,
+    AppendCommand,
+    AppendOutcome,
+    decode_outcome,
+    encode_command,
+    header,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_EVENT_BYTES = 1 << 20
+
+
+class AppendTimedOut(EventStoreError):
+    """No outcome arrived for an append command in time.
+
+    The command was sent; whether it was applied is unknown. Retrying the same append
+    (same event ids) is safe and tells: it returns the original positions if it was.
+    """
+
+    retriable = True
+
+    def __init__(self, thread_id: str, command_id: str, timeout: float, group_id: str) -> None:
+        self.thread_id = thread_id
+        self.command_id = command_id
+        self.timeout = timeout
+        super().__init__(
+            f"no outcome for append command {command_id} on thread {thread_id!r} within "
+            f"{timeout:g} s: is a sequencer of group {group_id!r} running? Retrying the "
+            "append with the same event ids is safe"
+        )
+
+
+class _Waiter:
+    __slots__ = ("done", "outcome")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.outcome: AppendOutcome | None = None
+
+
+def default_index_path(data_dir: Path, bootstrap: str, topology: KafkaTopology) -> Path:
+    """Where a log keeps its thread index under ``data_dir``: one file per cluster and topic."""
+    key = f"{bootstrap}|{topology.threads.name}".encode()
+    return data_dir / f"kafka-index-{hashlib.sha256(key).hexdigest()[:16]}.db"
+
+
+class KafkaEventLog:
+    """The event log on Kafka. See the module docstring and ``docs/kafka.md``.
+
+    Args:
+        bootstrap: ``host:port[,host:port]`` of the brokers.
+        index_path: The local thread index file (``":memory:"`` for a throwaway one that
+            is rebuilt from the topic at every start).
+        topology: Topic names, partitions and replication (default ``agentlog.*``, 8).
+        group_id: The sequencers' consumer group (default ``<threads topic>.sequencer``).
+        sequencer: Whether this log takes part in sequencing. At least one process per
+            cluster must; a log without it only sends commands.
+        max_event_bytes: Largest encoded event accepted (default 1 MiB).
+        outcome_timeout: Seconds an append waits for its outcome before
+            :class:`AppendTimedOut`.
+        options: Kafka client settings (timeouts, linger, fetch wait, retries).
+        codec: The codec (default: the shipped schemas).
+        client_id: This log's name in the broker's logs and in ``reply-to`` headers
+            (default: a fresh unique id; two open logs must not share one).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        index_path: str | Path = ":memory:",
+        *,
+        topology: KafkaTopology | None = None,
+        group_id: str | None = None,
+        sequencer: bool = True,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        outcome_timeout: float = 30.0,
+        options: KafkaOptions | None = None,
+        codec: Codec | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        if not bootstrap or not all(_host_port(a) for a in bootstrap.split(",")):
+            raise ValueError(f"bootstrap must be host:port[,host:port], got {bootstrap!r}")
+        if max_event_bytes < 64:
+            raise ValueError(f"max_event_bytes must be at least 64, got {max_event_bytes}")
+        self.bootstrap = bootstrap
+        self.topology = topology or KafkaTopology.default()
+        self.group_id = group_id or f"{self.topology.threads.name}.sequencer"
+        self.index_path = index_path
+        self.max_event_bytes = max_event_bytes
+        self.outcome_timeout = outcome_timeout
+        self.options = options or KafkaOptions()
+        self.codec = codec or Codec()
+        self.client_id = client_id or f"agentlog-{uuid.uuid4().hex[:12]}"
+        self._run_sequencer = sequencer
+        self._state = "unopened"
+        self._index: ThreadIndex | None = None
+        self._feed: IndexFeed | None = None
+        self._sequencer: Sequencer | None = None
+        self._producer: Any = None
+        self._outcomes: Any = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._waiters: dict[str, _Waiter] = {}
+        self._inflight = 0
+        self._idle = anyio.Event()
+        self._reply_to = self.client_id.encode()
+
+    def __repr__(self) -> str:
+        return f"KafkaEventLog({self.bootstrap!r}, {self.topology.threads.name!r}, {self._state})"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "unopened":
+            raise LogClosed(repr(self), f"{self._state} and cannot be reopened")
+        self._state = "opening"
+        try:
+            await self._open()
+        except BaseException as exc:
+            self._state = "closing"
+            await self._shutdown()
+            self._state = "closed"
+            if isinstance(exc, UNREACHABLE):
+                raise BrokerUnavailable(self.bootstrap, describe(exc)) from exc
+            raise
+        self._state = "open"
+        logger.info(
+            "opened Kafka event log on %s (topics %s, %s; sequencer %s)",
+            self.bootstrap,
+            self.topology.threads.name,
+            self.topology.commands.name,
+            self.group_id if self._run_sequencer else "off",
+        )
+        return self
+
+    async def _open(self) -> None:
+        opts = self.options
+        await ensure_topics(self.bootstrap, self.topology, request_timeout=opts.request_timeout)
+        if isinstance(self.index_path, Path):
+            self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        self._index = await anyio.to_thread.run_sync(ThreadIndex, self.index_path, self.codec)
+        partitions = self.topology.threads.partitions
+        self._feed = IndexFeed(
+            self.bootstrap,
+            self.topology.threads.name,
+            partitions,
+            self._index,
+            opts,
+            f"{self.client_id}-index",
+        )
+        with anyio.fail_after(opts.request_timeout * 2):
+            self._producer = opts.producer(self.bootstrap, self.client_id)
+            await self._producer.start()
+            await self._feed.start()
+            self._outcomes = opts.consumer(self.bootstrap, f"{self.client_id}-outcomes")
+            await self._outcomes.start()
+            commands = [TopicPartition(self.topology.commands.name, p) for p in range(partitions)]
+            self._outcomes.assign(commands)
+            # Start at the end: outcomes of commands sent before this log opened are not ours.
+            await self._outcomes.seek_to_end(*commands)
+            for tp in commands:
+                await self._outcomes.position(tp)
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._feed.run)
+        self._tg.start_soon(self._listen)
+        if self._run_sequencer:
+            self._sequencer = Sequencer(
+                bootstrap=self.bootstrap,
+                topology=self.topology,
+                group_id=self.group_id,
+                index=self._index,
+                feed=self._feed,
+                producer=self._producer,
+                codec=self.codec,
+                options=opts,
+                client_id=f"{self.client_id}-sequencer",
+            )
+            await self._sequencer.start()
+            self._tg.start_soon(self._sequencer.run)
+            # The broker holds a new group's first join about half a session timeout.
+            with anyio.fail_after(opts.session_timeout_ms / 1000 * 3 + opts.request_timeout):
+                await self._sequencer.joined.wait()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Wait for the appends in flight (their outcomes), then stop and disconnect.
+
+        Idempotent. Appends that start after this call raise :class:`LogClosed`.
+        """
+        if self._state != "open":
+            self._state = "closed"
+            return
+        self._state = "closing"
+        if self._inflight:
+            with anyio.move_on_after(self.outcome_timeout, shield=True):
+                await self._idle.wait()
+        await self._shutdown()
+        self._state = "closed"
+        logger.info("closed Kafka event log on %s", self.bootstrap)
+
+    async def _shutdown(self) -> None:
+        """Stop the background tasks, then (shielded from cancellation) the clients."""
+        if self._tg is not None:
+            tg, self._tg = self._tg, None
+            # A sequencer round is not cut short: its commit would be left dangling.
+            async with self._sequencer.idle() if self._sequencer else _nothing():
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await self._stop_clients()
+
+    async def _stop_clients(self) -> None:
+        if self._feed is not None:
+            self._feed.wake()  # subscribers waiting for events see the log closed
+        for part in (self._sequencer, self._feed):
+            if part is not None:
+                with anyio.move_on_after(10):
+                    await part.stop()
+        for client in (self._outcomes, self._producer):
+            if client is not None:
+                with anyio.move_on_after(10):
+                    await client.stop()
+        for waiter in self._waiters.values():
+            waiter.done.set()
+        if self._index is not None:
+            await anyio.to_thread.run_sync(self._index.close)
+
+    def _require_open(self) -> ThreadIndex:
+        if self._state != "open" or self._index is None:
+            raise LogClosed(repr(self), self._state)
+        assert self._feed is not None
+        self._feed.check()
+        return self._index
+
+    # --- outcomes ----------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        consumer = self._outcomes
+        reply_to = self._reply_to
+        while True:
+            batch: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batch.values():
+                for record in records:
+                    if header(record.headers, KIND) != KIND_OUTCOME:
+                        continue
+                    if header(record.headers, REPLY_TO) != reply_to:
+                        continue
+                    try:
+                        outcome = decode_outcome(record.value)
+                    except EventStoreError as exc:
+                        logger.error("skipping unreadable outcome: %s", exc)
+                        continue
+                    waiter = self._waiters.get(outcome.command_id)
+                    if waiter is not None and waiter.outcome is None:
+                        waiter.outcome = outcome
+                        waiter.done.set()
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def append(
+        self,
+        thread_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion = None,
+    ) -> AppendResult:
+        index = self._require_open()
+        prepared = prepare_append(
+            self.codec, thread_id, events, expected_version, self.max_event_bytes
+        )
+        command = AppendCommand(
+            uuid7(), thread_id, expected_version, self.client_id, tuple(prepared)
+        )
+        value = encode_command(command)
+        if len(value) > self.options.max_batch_bytes:
+            raise InvalidEvent(
+                events[0].type,
+                "events",
+                f"this append encodes to {len(value)} bytes, more than one Kafka record batch "
+                f"may hold ({self.options.max_batch_bytes}); append fewer events at a time",
+            )
+        waiter = _Waiter()
+        self._waiters[command.command_id] = waiter
+        self._inflight += 1
+        try:
+            outcome = await self._send(command, value, waiter)
+            if outcome.status == "rejected":
+                raise outcome.error()
+            assert self._feed is not None
+            await self._feed.wait_ingested(outcome.partition, max(outcome.offsets))
+            ids = [e.event_id for e in events]
+            located = await anyio.to_thread.run_sync(index.find, ids)
+            return AppendResult(
+                thread_id,
+                tuple(located[e].position for e in ids),
+                outcome.first_seq,
+                outcome.version,
+                deduplicated=outcome.status == "duplicate",
+            )
+        finally:
+            del self._waiters[command.command_id]
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+                self._idle = anyio.Event()
+
+    async def _send(self, command: AppendCommand, value: bytes, waiter: _Waiter) -> AppendOutcome:
+        topic = self.topology.commands.name
+        headers = [(KIND, KIND_APPEND), (REPLY_TO, self._reply_to), CONTENT_TYPE]
+        key = command.thread_id.encode()
+
+        async def send() -> Any:
+            future = await self._producer.send(topic, value, key=key, headers=headers)
+            return await future
+
+        await with_retry(
+            self.options.retry, self.bootstrap, f"sending an append command to {topic}", send
+        )
+        with anyio.move_on_after(self.outcome_timeout):
+            await waiter.done.wait()
+        if waiter.outcome is None:
+            if self._state != "open":
+                raise LogClosed(repr(self), self._state)
+            raise AppendTimedOut(
+                command.thread_id, command.command_id, self.outcome_timeout, self.group_id
+            )
+        return waiter.outcome
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def read_thread(
+        self,
+        thread_id: str,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        *,
+        until: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        index = self._require_open()
+        return await anyio.to_thread.run_sync(index.read_thread, thread_id, from_seq, to_seq, until)
+
+    async def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        index = self._require_open()
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        return await anyio.to_thread.run_sync(index.read_all, from_position, limit)
+
+    async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
+        position = from_position
+        while True:
+            index = self._require_open()
+            assert self._feed is not None
+            changed = self._feed.next_change()
+            batch = await anyio.to_thread.run_sync(index.read_all, position, 1000)
+            for event in batch:
+                yield event
+            if batch:
+                position = batch[-1].position + 1
+                continue
+            await changed.wait()
+
+    async def version(self, thread_id: str) -> int:
+        index = self._require_open()
+        return await anyio.to_thread.run_sync(index.version, thread_id)
+
+    async def head(self) -> int:
+        index = self._require_open()
+        return await anyio.to_thread.run_sync(index.head)
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
+def _host_port(address: str) -> bool:
+    host, sep, port = address.strip().rpartition(":")
+    return bool(host and sep and port.isdigit())
+
+
+__all__ = ["AppendTimedOut", "KafkaEventLog", "default_index_path"]
