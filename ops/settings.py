@@ -1,7 +1,8 @@
 """Settings of the ``agentlog`` deployables, read once from the environment and flags.
 
 Environment variables use the prefix ``AGENTLOG_`` and ``__`` between nested names, e.g.
-``AGENTLOG_LOG=sqlite:///.agentlog/agentlog.db`` or ``AGENTLOG_EMBEDDED__FSYNC=true``.
+``AGENTLOG_LOG=sqlite:///.agentlog/agentlog.db``, ``AGENTLOG_EMBEDDED__FSYNC=true`` or
+``AGENTLOG_KAFKA__PARTITIONS=16``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,57 @@ class EmbeddedSettings(BaseModel):
     )
 
 
+class KafkaSettings(BaseModel):
+    """Settings of the Kafka event log (``--log kafka://HOST:PORT``); see docs/kafka.md."""
+
+    topic_prefix: str = Field(
+        default="agentlog",
+        min_length=1,
+        description="Topics are PREFIX.threads and PREFIX.commands.",
+    )
+    partitions: int = Field(
+        default=8, ge=1, description="Partitions of both topics (when agentlog creates them)."
+    )
+    replication: int = Field(
+        default=1, ge=1, description="Replication factor of both topics (when created)."
+    )
+    group_id: str | None = Field(
+        default=None,
+        description="The sequencers' consumer group (default PREFIX.threads.sequencer).",
+    )
+    sequencer: bool = Field(
+        default=True,
+        description="Take part in sequencing appends (at least one process per cluster must).",
+    )
+    index_path: Path | None = Field(
+        default=None,
+        description="The local thread index file (default: a file per cluster in the data dir).",
+    )
+    max_event_bytes: int = Field(
+        default=1 << 20, ge=64, description="Largest encoded event accepted."
+    )
+    outcome_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds an append waits for the sequencer's answer."
+    )
+    request_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds one request to the broker may take."
+    )
+    retry_attempts: int = Field(default=3, ge=1, description="Sends tried before giving up.")
+    retry_initial_delay: float = Field(
+        default=1.0, ge=0, description="Seconds before the first retry."
+    )
+    retry_backoff: float = Field(
+        default=2.0, ge=1, description="Each further retry waits this many times longer."
+    )
+    linger_ms: int = Field(default=2, ge=0, description="Producer batching delay.")
+    fetch_max_wait_ms: int = Field(
+        default=10, ge=1, description="How long a tailing fetch waits for new records."
+    )
+    session_timeout_ms: int = Field(
+        default=4000, ge=1000, description="The sequencer group's session timeout."
+    )
+
+
 class Settings(BaseSettings):
     """Everything the ``agentlog`` command and server read from their environment."""
 
@@ -55,6 +107,7 @@ class Settings(BaseSettings):
         default=DEFAULT_DATA_DIR, description="Folder for the embedded log and state."
     )
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @field_validator("log")
     @classmethod

@@ -12,6 +12,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from eventstore import EmbeddedEventLog
+from eventstore.kafka import (
+    KafkaEventLog,
+    KafkaOptions,
+    KafkaTopology,
+    RetryPolicy,
+    default_index_path,
+)
 from eventstore.port import EventLog
 from ops.settings import Settings
 
@@ -46,10 +53,55 @@ def _embedded(url: str, settings: Settings) -> EventLog:
     )
 
 
+def kafka_bootstrap(url: str) -> str:
+    """The ``host:port[,host:port]`` of a ``kafka://`` URL.
+
+    Raises:
+        ConfigError: the URL names no broker, or an address lacks its port.
+    """
+    prefix = "kafka://"
+    addresses = url[len(prefix) :].rstrip("/") if url.startswith(prefix) else ""
+    parts = addresses.split(",") if addresses else []
+    bad = [a for a in parts if not _host_port(a)]
+    if not parts or bad:
+        raise ConfigError(
+            f"log URL {url!r}: expected kafka://HOST:PORT[,HOST:PORT]"
+            + (f" ({bad[0]!r} is not HOST:PORT)" if bad else "")
+        )
+    return ",".join(parts)
+
+
+def _host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(host and sep and port.isdigit())
+
+
 def _kafka(url: str, settings: Settings) -> EventLog:
-    raise ConfigError(
-        f"log URL {url!r}: the Kafka backend is not part of this agentlog version yet; "
-        "use sqlite:///PATH"
+    cfg = settings.kafka
+    bootstrap = kafka_bootstrap(url)
+    topology = KafkaTopology.default(
+        partitions=cfg.partitions, replication=cfg.replication, prefix=cfg.topic_prefix
+    )
+    try:
+        options = KafkaOptions(
+            request_timeout=cfg.request_timeout,
+            linger_ms=cfg.linger_ms,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
+            session_timeout_ms=cfg.session_timeout_ms,
+            heartbeat_interval_ms=max(100, cfg.session_timeout_ms // 4),
+            retry=RetryPolicy(cfg.retry_attempts, cfg.retry_initial_delay, cfg.retry_backoff),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"Kafka settings: {exc}") from exc
+    return KafkaEventLog(
+        bootstrap,
+        cfg.index_path or default_index_path(settings.data_dir, bootstrap, topology),
+        topology=topology,
+        group_id=cfg.group_id,
+        sequencer=cfg.sequencer,
+        max_event_bytes=cfg.max_event_bytes,
+        outcome_timeout=cfg.outcome_timeout,
+        options=options,
     )
 
 

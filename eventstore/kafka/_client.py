@@ -6,6 +6,7 @@ for its default; see ``docs/kafka.md`` ("Latency knobs") for the measurements be
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
@@ -121,7 +122,14 @@ class KafkaOptions:
         )
 
     def consumer(self, bootstrap: str, client_id: str, **options: Any) -> Any:
-        """An unstarted consumer tuned for tailing: short fetch wait, large fetches."""
+        """An unstarted consumer tuned for tailing: short fetch wait, large fetches.
+
+        A group member's requests include the join, which the broker may hold for a
+        whole session timeout: its request timeout is longer than that.
+        """
+        request_timeout_ms = max(self.request_timeout_ms, self.fetch_max_wait_ms + 1000)
+        if "group_id" in options:
+            request_timeout_ms = max(request_timeout_ms, self.session_timeout_ms + 5000)
         return AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
@@ -130,9 +138,31 @@ class KafkaOptions:
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=self.max_batch_bytes + (1 << 20),
             fetch_max_bytes=max(52428800, self.max_batch_bytes + (1 << 20)),
-            request_timeout_ms=max(self.request_timeout_ms, self.fetch_max_wait_ms + 1000),
+            request_timeout_ms=request_timeout_ms,
             **options,
         )
+
+
+_STOP_TIMEOUT = 10.0
+
+
+async def stop_quietly(client: Any, name: str) -> None:
+    """Stop an aiokafka client, for at most 10 seconds, whatever the broker does.
+
+    aiokafka's ``stop()`` may raise the ``CancelledError`` of a task it cancelled itself
+    (its fetcher's, say) or a broker error when the broker is away; neither may escape a
+    close. A cancellation of the calling task itself still propagates.
+    """
+    try:
+        with anyio.move_on_after(_STOP_TIMEOUT):
+            await client.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        logger.debug("stopping %s raised aiokafka's own CancelledError", name)
+    except Exception as exc:
+        logger.warning("stopping %s failed: %s", name, describe(exc))
 
 
 def describe(exc: BaseException) -> str:

@@ -67,8 +67,16 @@ class IndexFeed:
             else:
                 self._consumer.seek(tp, offset)
 
-    async def stop(self) -> None:
-        await self._consumer.stop()
+    async def end_offsets(self) -> dict[int, int]:
+        """The broker's end offset of every partition (possibly low, see
+        :meth:`wait_caught_up`)."""
+        ends: dict[Any, int] = await self._consumer.end_offsets(self._partitions)
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    @property
+    def consumer(self) -> Any:
+        """The aiokafka consumer (the log stops it when it closes)."""
+        return self._consumer
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED

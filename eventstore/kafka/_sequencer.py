@@ -149,8 +149,10 @@ class Sequencer:
         await self._consumer.start()
         self._consumer.subscribe([self.topology.commands.name], listener=_Listener(self))
 
-    async def stop(self) -> None:
-        await self._consumer.stop()
+    @property
+    def consumer(self) -> Any:
+        """The aiokafka consumer (the log stops it when it closes)."""
+        return self._consumer
 
     def assign(self, partitions: set[int]) -> None:
         for p in partitions:

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -38,7 +38,13 @@ from eventstore.errors import (
     LogClosed,
 )
 from eventstore.factory import uuid7
-from eventstore.kafka._client import UNREACHABLE, KafkaOptions, describe, with_retry
+from eventstore.kafka._client import (
+    UNREACHABLE,
+    KafkaOptions,
+    describe,
+    stop_quietly,
+    with_retry,
+)
 from eventstore.kafka._feed import IndexFeed
 from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._sequencer import Sequencer
@@ -113,6 +119,8 @@ class KafkaEventLog:
         codec: The codec (default: the shipped schemas).
         client_id: This log's name in the broker's logs and in ``reply-to`` headers
             (default: a fresh unique id; two open logs must not share one).
+        catch_up: Whether opening waits until the index holds every event the topic had
+            (see :meth:`catch_up`); otherwise reads start from what the index file had.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class KafkaEventLog:
         options: KafkaOptions | None = None,
         codec: Codec | None = None,
         client_id: str | None = None,
+        catch_up: bool = True,
     ) -> None:
         if not bootstrap or not all(_host_port(a) for a in bootstrap.split(",")):
             raise ValueError(f"bootstrap must be host:port[,host:port], got {bootstrap!r}")
@@ -143,6 +152,7 @@ class KafkaEventLog:
         self.codec = codec or Codec()
         self.client_id = client_id or f"agentlog-{uuid.uuid4().hex[:12]}"
         self._run_sequencer = sequencer
+        self._catch_up_on_open = catch_up
         self._state = "unopened"
         self._index: ThreadIndex | None = None
         self._feed: IndexFeed | None = None
@@ -212,8 +222,8 @@ class KafkaEventLog:
                 await self._outcomes.position(tp)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._feed.run)
-        self._tg.start_soon(self._listen)
+        self._tg.start_soon(self._supervise, "the index consumer", self._feed.run)
+        self._tg.start_soon(self._supervise, "the outcome listener", self._listen)
         if self._run_sequencer:
             self._sequencer = Sequencer(
                 bootstrap=self.bootstrap,
@@ -227,10 +237,50 @@ class KafkaEventLog:
                 client_id=f"{self.client_id}-sequencer",
             )
             await self._sequencer.start()
-            self._tg.start_soon(self._sequencer.run)
+            self._tg.start_soon(self._supervise, "the sequencer", self._sequencer.run)
             # The broker holds a new group's first join about half a session timeout.
-            with anyio.fail_after(opts.session_timeout_ms / 1000 * 3 + opts.request_timeout):
+            join_timeout = opts.session_timeout_ms / 1000 * 3 + opts.request_timeout
+            with anyio.move_on_after(join_timeout):
                 await self._sequencer.joined.wait()
+            if not self._sequencer.joined.is_set():
+                raise BrokerUnavailable(
+                    self.bootstrap,
+                    f"the sequencer did not join consumer group {self.group_id!r} "
+                    f"within {join_timeout:g} s",
+                )
+        if self._catch_up_on_open:
+            await self._catch_up()
+
+    async def catch_up(self) -> int:
+        """Wait until the local index holds every event the threads topic has now.
+
+        Appends made through this log are in the index when they return; this makes the
+        appends of other processes that returned before the call visible to reads too.
+
+        Returns:
+            The index's head position afterwards.
+
+        Raises:
+            BrokerUnavailable: the end offsets could not be read from the broker.
+            StorageError: the index stopped.
+            LogClosed: the log is not open.
+        """
+        index = self._require_open()
+        await self._catch_up()
+        return await anyio.to_thread.run_sync(index.head)
+
+    async def _catch_up(self) -> None:
+        assert self._feed is not None
+        feed = self._feed
+        try:
+            ends = await feed.end_offsets()
+        except UNREACHABLE as exc:
+            raise BrokerUnavailable(self.bootstrap, describe(exc)) from exc
+        behind = sum(max(0, end - feed.next_offsets.get(p, 0)) for p, end in ends.items())
+        if behind:
+            logger.info("catching up the thread index: about %d events to ingest", behind)
+        for p, end in ends.items():
+            await feed.wait_caught_up(p, end)
 
     async def __aexit__(
         self,
@@ -270,14 +320,14 @@ class KafkaEventLog:
     async def _stop_clients(self) -> None:
         if self._feed is not None:
             self._feed.wake()  # subscribers waiting for events see the log closed
-        for part in (self._sequencer, self._feed):
-            if part is not None:
-                with anyio.move_on_after(10):
-                    await part.stop()
-        for client in (self._outcomes, self._producer):
-            if client is not None:
-                with anyio.move_on_after(10):
-                    await client.stop()
+        if self._sequencer is not None:
+            await stop_quietly(self._sequencer.consumer, "the sequencer")
+        if self._feed is not None:
+            await stop_quietly(self._feed.consumer, "the index consumer")
+        if self._outcomes is not None:
+            await stop_quietly(self._outcomes, "the outcome listener")
+        if self._producer is not None:
+            await stop_quietly(self._producer, "the producer")
         for waiter in self._waiters.values():
             waiter.done.set()
         if self._index is not None:
@@ -289,6 +339,20 @@ class KafkaEventLog:
         assert self._feed is not None
         self._feed.check()
         return self._index
+
+    async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop; when it fails (the broker is away, say), log and restart
+        it after a pause that doubles up to 10 s. It never takes the log's task group (and
+        the task that opened the log) down with it."""
+        pause = max(0.1, self.options.retry.initial_delay)
+        while True:
+            try:
+                await loop()
+                return
+            except Exception as exc:
+                logger.warning("%s failed: %s; restarting it in %.1f s", name, describe(exc), pause)
+            await anyio.sleep(pause)
+            pause = min(10.0, pause * 2)
 
     # --- outcomes ----------------------------------------------------------------------
 

@@ -1,0 +1,188 @@
+"""``KafkaEventLog`` beyond the shared contract: the command path, sequencers, the index,
+and faults (a broker that restarts or is down), against real Tansu brokers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from eventstore import BrokerUnavailable, WrongExpectedVersion
+from eventstore.kafka import (
+    AppendTimedOut,
+    KafkaEventLog,
+    KafkaOptions,
+    KafkaTopology,
+    RetryPolicy,
+)
+from eventstore.kafka._wire import KIND, KIND_OUTCOME, decode_outcome, header
+from tests.contracts.conftest import KAFKA_TEST_OPTIONS
+from tests.kafka.broker import TansuBroker
+from tests.samples import event
+
+pytestmark = pytest.mark.anyio
+
+
+def topology() -> KafkaTopology:
+    return KafkaTopology.default(partitions=4, prefix=f"klog-{uuid.uuid4().hex[:10]}")
+
+
+def make(
+    broker: TansuBroker, topo: KafkaTopology, index: Path | str = ":memory:", **kw: Any
+) -> KafkaEventLog:
+    kw.setdefault("options", KAFKA_TEST_OPTIONS)
+    kw.setdefault("outcome_timeout", 20.0)
+    return KafkaEventLog(broker.bootstrap, index, topology=topo, **kw)
+
+
+async def outcomes_on(broker: TansuBroker, topic: str, partitions: int) -> list[Any]:
+    """Every outcome record on the commands topic, decoded."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found = []
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                found += [
+                    decode_outcome(r.value)
+                    for r in records
+                    if header(r.headers, KIND) == KIND_OUTCOME
+                ]
+            if not batch and found:
+                break
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_a_stale_command_becomes_command_rejected_on_the_commands_topic(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    async with make(kafka_broker, topo) as log:
+        await log.append("t", [event(), event()])
+        with pytest.raises(WrongExpectedVersion) as info:
+            await log.append("t", [event()], expected_version=1)
+        assert info.value.current == 2
+    outcomes = await outcomes_on(kafka_broker, topo.commands.name, 4)
+    assert [o.status for o in outcomes] == ["accepted", "rejected"]
+    rejected = outcomes[1].rejected
+    assert rejected is not None and rejected.TYPE == "command.Rejected"
+    assert (rejected.code, rejected.expected_version, rejected.current_version) == (
+        "wrong_expected_version",
+        1,
+        2,
+    )
+    assert outcomes[0].offsets == (0, 1) and outcomes[0].first_seq == 1
+
+
+async def test_a_log_without_a_sequencer_appends_through_another_ones(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    async with (
+        make(kafka_broker, topo) as sequencing,
+        make(kafka_broker, topo, sequencer=False) as client,
+    ):
+        result = await client.append("t", [event(actor="client")])
+        assert (result.first_seq, result.version) == (1, 1)
+        await sequencing.append("t", [event(actor="sequencer")], expected_version=1)
+        with pytest.raises(WrongExpectedVersion):
+            await client.append("t", [event()], expected_version=1)
+        assert await client.catch_up() == 2
+        assert [e.actor for e in await client.read_thread("t")] == ["client", "sequencer"]
+        assert [e.actor for e in await sequencing.read_thread("t")] == ["client", "sequencer"]
+
+
+async def test_without_any_sequencer_an_append_times_out_with_advice(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    async with make(kafka_broker, topo, sequencer=False, outcome_timeout=1.0) as log:
+        started = time.monotonic()
+        with pytest.raises(AppendTimedOut) as info:
+            await log.append("t", [event()])
+        assert time.monotonic() - started < 5
+        assert "is a sequencer of group" in str(info.value)
+        assert info.value.retriable
+
+
+async def test_the_index_rebuilds_from_the_topic_and_resumes_from_its_checkpoints(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    topo = topology()
+    index = tmp_path / "index.db"
+    async with make(kafka_broker, topo, index) as log:
+        for i in range(20):
+            await log.append(f"t{i % 5}", [event(), event()])
+        before = await log.read_all()
+    async with make(kafka_broker, topo, index) as log:  # same file: nothing ingested twice
+        assert await log.read_all() == before
+        await log.append("t0", [event()])
+        assert await log.version("t0") == 9
+    async with make(kafka_broker, topo, tmp_path / "fresh.db") as log:  # rebuilt from scratch
+        assert await log.head() == 41
+        for i in range(5):
+            assert [e.seq for e in await log.read_thread(f"t{i}")] == list(
+                range(1, 10 if i == 0 else 9)
+            )
+
+
+async def test_a_second_sequencer_takes_over_with_the_versions_intact(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    first_ready, second_joined, first_closed = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def first_member() -> None:
+        async with make(kafka_broker, topo) as first:
+            for i in range(8):
+                await first.append(f"t{i}", [event()])
+            first_ready.set()
+            await second_joined.wait()
+        first_closed.set()  # its partitions move to the second sequencer
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_member)
+        await first_ready.wait()
+        async with make(kafka_broker, topo) as second:
+            second_joined.set()
+            await first_closed.wait()
+            with anyio.fail_after(30):
+                for i in range(8):
+                    result = await second.append(f"t{i}", [event()], expected_version=1)
+                    assert result.version == 2
+                with pytest.raises(WrongExpectedVersion):
+                    await second.append("t0", [event()], expected_version=1)
+
+
+async def test_appends_fail_with_the_broker_address_when_the_broker_is_down(
+    durable_kafka_broker: TansuBroker,
+) -> None:
+    broker = durable_kafka_broker
+    options = KafkaOptions(
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+        request_timeout=1.0,
+        retry=RetryPolicy(attempts=3, initial_delay=0.1, backoff=2.0),
+    )
+    async with make(broker, topology(), options=options) as log:
+        await log.append("t", [event()])
+        await anyio.to_thread.run_sync(broker.kill)
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable) as info:
+            await log.append("t", [event()])
+        elapsed = time.monotonic() - started
+        assert broker.bootstrap in str(info.value)
+        assert "failed 3 times" in str(info.value)
+        assert elapsed < 15  # 3 attempts of 1 s plus 0.3 s of back-off, never a hang
