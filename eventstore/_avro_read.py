@@ -35,7 +35,8 @@ def read_long(buf: bytes, pos: int) -> tuple[int, int]:
     return (acc >> 1) ^ -(acc & 1), pos
 
 
-def _string(buf: bytes, pos: int) -> tuple[str, int]:
+def read_string(buf: bytes, pos: int) -> tuple[str, int]:
+    """Avro ``string`` at ``pos``: (value, next offset)."""
     size, pos = read_long(buf, pos)
     end = pos + size
     if size < 0 or end > len(buf):
@@ -49,7 +50,7 @@ def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
         return None, pos
     if branch != 1:
         raise ValueError(f"union branch {branch} of [null, string] does not exist")
-    return _string(buf, pos)
+    return read_string(buf, pos)
 
 
 def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
@@ -65,7 +66,7 @@ def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
             count = -count
             _, pos = read_long(buf, pos)
         for _ in range(count):
-            key, pos = _string(buf, pos)
+            key, pos = read_string(buf, pos)
             out[key], pos = read_long(buf, pos)
         count, pos = read_long(buf, pos)
     return out, pos
@@ -78,7 +79,7 @@ def field_reader(schema: Any) -> Reader | None:
 
 
 _READERS: dict[str, Reader] = {
-    "string": _string,
+    "string": read_string,
     "long": read_long,
     "optional_string": _optional_string,
     "timestamp_millis": _timestamp_millis,

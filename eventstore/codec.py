@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -25,7 +26,7 @@ from typing import Any
 import fastavro
 import fastavro.validation
 
-from eventstore._avro_read import Reader, field_reader, read_long
+from eventstore._avro_read import Reader, field_reader, read_long, read_string
 from eventstore._avro_write import Encoder, field_encoder, long_bytes
 from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
@@ -88,6 +89,29 @@ class PreparedEvent:
         return len(self.head) + len(encode_long(seq)) + len(self.tail)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventKey:
+    """What identifies an encoded event, read without decoding it in full (:meth:`Codec.peek`).
+
+    Attributes:
+        event_id: The event's id.
+        thread_id: Its thread.
+        tenant: Its tenant.
+        seq: Its seq in the thread.
+        occurred_ms: Its ``occurred_at`` in milliseconds since the epoch.
+    """
+
+    event_id: str
+    thread_id: str
+    tenant: str
+    seq: int
+    occurred_ms: int
+
+
+#: The envelope's leading fields, in order, that :meth:`Codec.peek` reads directly.
+_PEEK_FIELDS = ("event_id", "thread_id", "tenant", "seq", "type", "occurred_at")
+
+
 class Codec:
     """Encodes and decodes events with the shipped (or given) schemas.
 
@@ -118,6 +142,8 @@ class Codec:
                 parsed = fastavro.parse_schema(version.schema, named_schemas=named)
                 self._writers[version.fingerprint] = (parsed, self._parsed, version.schema, named)
         self._versions = {v.fingerprint: v.version for v in self.schemas.history}
+        leading = tuple(f["name"] for f in envelope["fields"][: len(_PEEK_FIELDS)])
+        self._peekable = leading == _PEEK_FIELDS
         broken = {
             v: p for v, p in check_backward_transitive(envelope, self.schemas.history).items() if p
         }
@@ -296,6 +322,32 @@ class Codec:
         if writer[1] is None:
             return self._decode_current(data, position)
         return self._decode_resolved(data, position, writer)
+
+    def peek(self, data: bytes) -> EventKey:
+        """Read an encoded event's id, thread, tenant, seq and time, without the rest.
+
+        Events of the current schema are read from the header and the envelope's leading
+        fields only (a few microseconds, whatever the payload); the bytes after them are
+        not checked. Events of older versions are decoded in full.
+
+        Raises:
+            UnknownSchema: the fingerprint names no known schema version.
+            CorruptEvent: the header or the fields read are truncated or ill-formed.
+        """
+        if self._peekable and data[:HEADER_SIZE] == self._prefix:
+            try:
+                event_id, pos = read_string(data, HEADER_SIZE)
+                thread_id, pos = read_string(data, pos)
+                tenant, pos = read_string(data, pos)
+                seq, pos = read_long(data, pos)
+                _, pos = read_string(data, pos)
+                millis, pos = read_long(data, pos)
+            except Exception as exc:  # IndexError, UnicodeDecodeError, ValueError
+                raise _diagnose(data, self.schemas.envelope, self._named) from exc
+            return EventKey(event_id, thread_id, tenant, seq, millis)
+        event = self.decode(data)
+        millis = math.floor(event.occurred_at.timestamp() * 1000)
+        return EventKey(event.event_id, event.thread_id, event.tenant, event.seq, millis)
 
     def _decode_current(self, data: bytes, position: int) -> RecordedEvent:
         """Decode an event written with the current schema: envelope fields read directly,

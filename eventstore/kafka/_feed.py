@@ -16,10 +16,9 @@ import anyio.abc
 import anyio.to_thread
 from aiokafka import TopicPartition
 
-from eventstore.envelope import RecordedEvent
 from eventstore.errors import EventStoreError, StorageError
 from eventstore.kafka._client import KafkaOptions
-from eventstore.kafka._index import ThreadIndex
+from eventstore.kafka._index import Indexed, ThreadIndex
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class IndexFeed:
                     self.highwaters[tp.partition] = hw
             self._notify()
 
-    def _remember(self, stored: list[RecordedEvent]) -> None:
+    def _remember(self, stored: list[Indexed]) -> None:
         """Keep the positions of recently ingested events, so appends need no query."""
         recent = self.recent_positions
         for event in stored:

@@ -29,7 +29,6 @@ index), undecodable records as :class:`~eventstore.errors.CodecError`.
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -101,6 +100,15 @@ class Located(NamedTuple):
     offset: int
 
 
+class Indexed(NamedTuple):
+    """An event stored by :meth:`ThreadIndex.ingest`: its id, thread, seq and position."""
+
+    event_id: str
+    thread_id: str
+    seq: int
+    position: int
+
+
 class ThreadIndex:
     """The thread index file of one ``KafkaEventLog``. Synchronous; see the module docstring.
 
@@ -165,7 +173,7 @@ class ThreadIndex:
 
     # --- writing -----------------------------------------------------------------------
 
-    def ingest(self, records: Sequence[tuple[int, int, bytes]]) -> list[RecordedEvent]:
+    def ingest(self, records: Sequence[tuple[int, int, bytes]]) -> list[Indexed]:
         """Store consumed records and advance the checkpoints, in one transaction.
 
         A record below its partition's checkpoint was ingested before and is skipped. An
@@ -204,41 +212,42 @@ class ThreadIndex:
 
     def _stage(
         self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]]
-    ) -> list[RecordedEvent]:
-        """Write ``records`` into the open transaction; return the events stored."""
+    ) -> list[Indexed]:
+        """Write ``records`` into the open transaction; return the events stored.
+
+        Only the envelope's leading fields are read (:meth:`Codec.peek`): the index checks
+        an event's header and identity, a read decodes the rest.
+        """
         next_offsets = self._read_checkpoints(con)
         moved: dict[int, int] = {}
         tids: dict[str, int] = {}
         position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
-        decode = self.codec.decode
-        stored: list[RecordedEvent] = []
+        peek = self.codec.peek
+        stored: list[Indexed] = []
         for partition, offset, value in records:
             if offset < next_offsets.get(partition, 0):
                 continue
             next_offsets[partition] = moved[partition] = offset + 1
-            event = decode(value, position + 1)
-            tid = tids.get(event.thread_id)
+            key = peek(value)
+            tid = tids.get(key.thread_id)
             if tid is None:
-                tid = self._tid(con, event.thread_id, event.tenant)
-                tids[event.thread_id] = tid
+                tid = self._tid(con, key.thread_id, key.tenant)
+                tids[key.thread_id] = tid
             row = con.execute(
-                "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, event.seq)
+                "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, key.seq)
             ).fetchone()
             if row is not None:
-                if row[0] == event.event_id:
+                if row[0] == key.event_id:
                     continue
-                raise IndexConflict(
-                    event.thread_id, event.seq, row[0], event.event_id, partition, offset
-                )
+                raise IndexConflict(key.thread_id, key.seq, row[0], key.event_id, partition, offset)
             position += 1
-            occurred_ms = math.floor(event.occurred_at.timestamp() * 1000)
             # Inserted one by one so a repeat later in the same batch finds this row.
             con.execute(
                 'INSERT INTO events (position, tid, seq, "partition", "offset", event_id,'
                 " occurred_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (position, tid, event.seq, partition, offset, event.event_id, occurred_ms, value),
+                (position, tid, key.seq, partition, offset, key.event_id, key.occurred_ms, value),
             )
-            stored.append(event)
+            stored.append(Indexed(key.event_id, key.thread_id, key.seq, position))
         con.executemany(
             'INSERT INTO checkpoints ("partition", next_offset) VALUES (?, ?)'
             ' ON CONFLICT ("partition") DO UPDATE SET next_offset = excluded.next_offset',

@@ -61,6 +61,8 @@ from eventstore.payloads import CommandRejected
 logger = logging.getLogger(__name__)
 
 _MAX_RECORDS = 2000
+#: Seconds a closing log waits for the sequencer's round in progress.
+_IDLE_TIMEOUT = 15.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -163,12 +165,19 @@ class Sequencer:
     @contextlib.asynccontextmanager
     async def idle(self) -> AsyncIterator[None]:
         """Hold the sequencer between rounds (waiting, shielded, for the current round)."""
-        with anyio.CancelScope(shield=True):
+        acquired = False
+        with anyio.move_on_after(_IDLE_TIMEOUT, shield=True):
             await self._lock.acquire()
+            acquired = True
+        if not acquired:
+            logger.warning(
+                "sequencer round still running after %.0f s; stopping it anyway", _IDLE_TIMEOUT
+            )
         try:
             yield
         finally:
-            self._lock.release()
+            if acquired:
+                self._lock.release()
 
     async def revoke(self, partitions: set[int]) -> None:
         async with self._lock:  # let the round in progress finish and commit
@@ -216,7 +225,9 @@ class Sequencer:
         if not state.ready:
             threads_tp = TopicPartition(self.topology.threads.name, p)
             ends = await self._consumer.end_offsets([threads_tp])
-            await self.feed.wait_caught_up(p, ends[threads_tp])
+            # the index must get there; if the broker went away meanwhile, the round fails
+            with anyio.fail_after(self.options.request_timeout * 4):
+                await self.feed.wait_caught_up(p, ends[threads_tp])
             state.ready = True
         self._forget_indexed(p, state)
         commands = [c for c in map(self._command, records) if c is not None]

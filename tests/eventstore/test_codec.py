@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 
 import avro.io
 import avro.schema
@@ -221,3 +222,29 @@ def test_direct_and_fastavro_decoding_agree(e: NewEvent, seq: int) -> None:
     data = CODEC.encode("t-9", seq, e)
     writer = CODEC._writers[CODEC.fingerprint]
     assert CODEC._decode_current(data, 4) == CODEC._decode_resolved(data, 4, writer)
+
+
+def test_peek_reads_the_identifying_fields_without_the_payload() -> None:
+    codec = Codec()
+    for payload in SAMPLES.values():
+        new = event(payload, tenant="acme")
+        data = codec.encode("thread-\u00e9", 7, new)
+        key = codec.peek(data)
+        full = codec.decode(data)
+        assert (key.event_id, key.thread_id, key.tenant, key.seq) == (
+            full.event_id,
+            "thread-\u00e9",
+            "acme",
+            7,
+        )
+        assert key.occurred_ms == math.floor(full.occurred_at.timestamp() * 1000)
+
+
+def test_peek_names_the_field_of_truncated_leading_bytes() -> None:
+    codec = Codec()
+    data = codec.encode("t", 1, event())
+    with pytest.raises(CorruptEvent) as info:
+        codec.peek(data[:14])
+    assert info.value.field in {"event_id", "thread_id"}
+    with pytest.raises(UnknownSchema):
+        codec.peek(data[:2] + b"\x00" * 8 + data[10:])
