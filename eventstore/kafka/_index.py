@@ -364,6 +364,23 @@ class ThreadIndex:
         rows = self._query("SELECT max(position) FROM events", (), "reading the index head")
         return int(rows[0][0] or 0)
 
+    def threads(self, limit: int, after: str) -> list[tuple[str, str, int, int]]:
+        """Threads ordered by id after ``after``: (thread_id, tenant, version, first position).
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows = self._query(
+            "SELECT t.thread_id, t.tenant,"
+            " (SELECT max(seq) FROM events e WHERE e.tid = t.tid),"
+            " (SELECT min(position) FROM events e WHERE e.tid = t.tid)"
+            " FROM threads t WHERE t.thread_id > ? ORDER BY t.thread_id LIMIT ?",
+            (after, limit),
+            "listing threads",
+        )
+        return [(str(r[0]), str(r[1]), int(r[2] or 0), int(r[3] or 0)) for r in rows]
+
     def find(self, event_ids: Sequence[str]) -> dict[str, Located]:
         """Where stored events are, to answer a retried append.
 

@@ -30,6 +30,7 @@ from aiokafka import TopicPartition
 
 from eventstore._append import prepare_append
 from eventstore.codec import Codec
+from eventstore.embedded import ThreadInfo
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from eventstore.errors import (
     BrokerUnavailable,
@@ -491,6 +492,12 @@ class KafkaEventLog:
     async def head(self) -> int:
         index = self._require_open()
         return await anyio.to_thread.run_sync(index.head)
+
+    async def threads(self, *, after: str = "", limit: int = 1000) -> list[ThreadInfo]:
+        """List the threads in the index in id order, ``limit`` at a time, after ``after``."""
+        index = self._require_open()
+        rows = await anyio.to_thread.run_sync(index.threads, limit, after)
+        return [ThreadInfo(*row) for row in rows]
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from eventstore import EmbeddedEventLog, InvalidEvent, RecordedEvent, new_event
 from eventstore.jsonview import payload_from_json
+from eventstore.kafka import KafkaEventLog
 from eventstore.payloads import PAYLOAD_TYPES
 from ops.cli._context import CliContext, fail, run
 from ops.cli._render import err, event_line, event_table, out, print_event_json, print_json
@@ -216,8 +217,8 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
 
     async def body() -> list[tuple[str, str, int, int]]:
         async with ctx.log() as log:
-            if not isinstance(log, EmbeddedEventLog):
-                fail("listing threads is available on the embedded log")
+            if not isinstance(log, EmbeddedEventLog | KafkaEventLog):
+                fail(f"listing threads is not available on {log!r}")
             found: list[tuple[str, str, int, int]] = []
             after = ""
             while batch := await log.threads(after=after):

@@ -84,6 +84,10 @@ def test_append_cat_and_version_check_on_kafka(tmp_path: Path, kafka_env: dict[s
     human = agentlog("events", "cat", "t", cwd=other, env=kafka_env)
     assert human.returncode == 0, human.stderr
     assert "memory.Set" in human.stdout
+    listed = agentlog("events", "threads", "--json", cwd=other, env=kafka_env)
+    assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+        {"thread_id": "t", "tenant": "default", "version": 2, "first_position": 1}
+    ]
 
 
 def test_log_flag_selects_kafka(tmp_path: Path, kafka_env: dict[str, str]) -> None:
