@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -163,6 +164,51 @@ async def stop_quietly(client: Any, name: str) -> None:
         logger.debug("stopping %s raised aiokafka's own CancelledError", name)
     except Exception as exc:
         logger.warning("stopping %s failed: %s", name, describe(exc))
+
+
+class StallWatch:
+    """Re-seeks a consumer's partitions that sit below the high watermark without moving.
+
+    Seen on the test broker with S3 storage after a restart: a long-lived consumer's fetches
+    for a partition come back empty although its high watermark is ahead, until the
+    partition is seeked (which resets aiokafka's fetch state for it). Checked at most once
+    per ``interval`` seconds; a partition that has not moved between two checks while
+    records wait is seeked to where it is.
+    """
+
+    def __init__(self, consumer: Any, name: str, interval: float = 1.0) -> None:
+        self._consumer = consumer
+        self._name = name
+        self._interval = interval
+        self._last_check = time.monotonic()
+        self._seen: dict[Any, int] = {}
+
+    async def check(self) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self._interval:
+            return
+        self._last_check = now
+        consumer = self._consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            position = None
+            with anyio.move_on_after(self._interval):
+                try:
+                    position = await consumer.position(tp)
+                except Exception:  # the partition moved away, or the broker is away
+                    position = None
+            if position is None or highwater is None:
+                continue
+            if position < highwater and self._seen.get(tp) == position:
+                logger.info(
+                    "%s: partition %s stalled at offset %d below high watermark %d; re-seeking",
+                    self._name,
+                    tp.partition,
+                    position,
+                    highwater,
+                )
+                consumer.seek(tp, position)
+            self._seen[tp] = position
 
 
 def describe(exc: BaseException) -> str:

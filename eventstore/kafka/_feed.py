@@ -17,7 +17,7 @@ import anyio.to_thread
 from aiokafka import TopicPartition
 
 from eventstore.errors import EventStoreError, StorageError
-from eventstore.kafka._client import KafkaOptions
+from eventstore.kafka._client import KafkaOptions, StallWatch
 from eventstore.kafka._index import Indexed, ThreadIndex
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,9 @@ class IndexFeed:
         is kept in :attr:`failure` (every waiter then raises it)."""
         task_status.started()
         consumer = self._consumer
+        watch = StallWatch(consumer, "the index consumer")
         while True:
+            await watch.check()
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=100, max_records=_MAX_RECORDS
             )

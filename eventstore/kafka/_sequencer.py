@@ -36,7 +36,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from eventstore.codec import Codec, encode_long
 from eventstore.decide import Accepted, Rejected, StoredEvent, decide
 from eventstore.errors import EventStoreError, IdempotencyConflict, WrongExpectedVersion
-from eventstore.kafka._client import KafkaOptions, describe, with_retry
+from eventstore.kafka._client import KafkaOptions, StallWatch, describe, with_retry
 from eventstore.kafka._feed import IndexFeed
 from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._topics import KafkaTopology
@@ -187,7 +187,9 @@ class Sequencer:
     async def run(self) -> None:
         """Fetch and decide commands until cancelled."""
         consumer = self._consumer
+        watch = StallWatch(consumer, "the sequencer")
         while True:
+            await watch.check()
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=200, max_records=_MAX_RECORDS
             )

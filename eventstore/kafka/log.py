@@ -42,6 +42,7 @@ from eventstore.factory import uuid7
 from eventstore.kafka._client import (
     UNREACHABLE,
     KafkaOptions,
+    StallWatch,
     describe,
     stop_quietly,
     with_retry,
@@ -360,7 +361,9 @@ class KafkaEventLog:
     async def _listen(self) -> None:
         consumer = self._outcomes
         reply_to = self._reply_to
+        watch = StallWatch(consumer, "the outcome listener")
         while True:
+            await watch.check()
             batch: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=200, max_records=5000)
             for records in batch.values():
                 for record in records:
