@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.eventlog import (
     LONG_EVENTS,
     LONG_THREAD,
+    Raw,
     figure,
     make_workload,
     note,
@@ -57,7 +58,6 @@ from bench.eventlog import (
 from eventstore.codec import Codec
 from eventstore.envelope import NewEvent
 from eventstore.kafka import KafkaEventLog, KafkaOptions, KafkaTopology
-from eventstore.schema import shipped_schemas
 from tests.kafka.broker import TansuBroker
 
 PARTITIONS = 8
@@ -112,34 +112,8 @@ async def ours_append(bootstrap: str, topo: KafkaTopology, stream: Stream, appen
     return seconds
 
 
-def avro_envelope() -> tuple[Any, bytes]:
-    """The parsed writer schema and the single-object header, for the raw loops."""
-    schemas = shipped_schemas()
-    parsed = fastavro.parse_schema(schemas.envelope, named_schemas={})
-    return parsed, b"\xc3\x01" + schemas.fingerprint
-
-
-def envelope_datum(thread_id: str, seq: int, new: NewEvent) -> dict[str, Any]:
-    from eventstore.payloads import to_avro
-
-    return {
-        "event_id": new.event_id,
-        "thread_id": thread_id,
-        "tenant": new.tenant,
-        "seq": seq,
-        "type": new.type,
-        "occurred_at": new.occurred_at,
-        "actor": new.actor,
-        "version_vector": dict(new.version_vector),
-        "causation_id": new.causation_id,
-        "correlation_id": new.correlation_id,
-        "idempotency_key": new.idempotency_key,
-        "payload": to_avro(new.payload),
-    }
-
-
 async def raw_produce(bootstrap: str, topic: str, stream: Stream) -> float:
-    parsed, header = avro_envelope()
+    raw = Raw(Codec())
     seqs: dict[str, int] = {}
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -155,10 +129,8 @@ async def raw_produce(bootstrap: str, topic: str, stream: Stream) -> float:
             futures = []
             for i, (thread_id, new) in enumerate(stream):
                 seq = seqs[thread_id] = seqs.get(thread_id, 0) + 1
-                out = io.BytesIO()
-                out.write(header)
-                fastavro.schemaless_writer(out, parsed, envelope_datum(thread_id, seq, new))
-                futures.append(await producer.send(topic, out.getvalue(), key=thread_id.encode()))
+                value = raw.encode(thread_id, seq, new)
+                futures.append(await producer.send(topic, value, key=thread_id.encode()))
                 if i % 5000 == 0:
                     update(i)
             for future in futures:
@@ -189,8 +161,8 @@ async def ours_replay(bootstrap: str, topo: KafkaTopology, n: int, index: Path) 
 
 
 async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
-    parsed, header = avro_envelope()
-    skip = len(header)
+    raw = Raw(Codec())
+    parsed, skip = raw.parsed, len(raw.header)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10
     )
