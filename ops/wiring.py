@@ -18,6 +18,7 @@ from eventstore.kafka import (
     KafkaTopology,
     RetryPolicy,
     default_index_path,
+    is_host_port,
 )
 from eventstore.port import EventLog
 from ops.settings import Settings
@@ -62,18 +63,13 @@ def kafka_bootstrap(url: str) -> str:
     prefix = "kafka://"
     addresses = url[len(prefix) :].rstrip("/") if url.startswith(prefix) else ""
     parts = addresses.split(",") if addresses else []
-    bad = [a for a in parts if not _host_port(a)]
+    bad = [a for a in parts if not is_host_port(a)]
     if not parts or bad:
         raise ConfigError(
             f"log URL {url!r}: expected kafka://HOST:PORT[,HOST:PORT]"
             + (f" ({bad[0]!r} is not HOST:PORT)" if bad else "")
         )
     return ",".join(parts)
-
-
-def _host_port(address: str) -> bool:
-    host, sep, port = address.rpartition(":")
-    return bool(host and sep and port.isdigit())
 
 
 def _kafka(url: str, settings: Settings) -> EventLog:

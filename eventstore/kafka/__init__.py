@@ -3,7 +3,7 @@
 See ``docs/kafka.md`` for the design (command path, sequencer, thread index, positions).
 """
 
-from eventstore.kafka._client import KafkaOptions, RetryPolicy
+from eventstore.kafka._client import KafkaOptions, RetryPolicy, is_host_port
 from eventstore.kafka._index import IndexConflict, Located, ThreadIndex
 from eventstore.kafka._topics import (
     KafkaTopology,
@@ -28,4 +28,5 @@ __all__ = [
     "TopicSpec",
     "default_index_path",
     "ensure_topics",
+    "is_host_port",
 ]

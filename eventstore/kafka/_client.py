@@ -211,6 +211,12 @@ class StallWatch:
             self._seen[tp] = position
 
 
+def is_host_port(address: str) -> bool:
+    """Whether ``address`` reads as ``HOST:PORT`` (a non-empty host, a numeric port)."""
+    host, sep, port = address.rpartition(":")
+    return bool(host and sep and port.isdigit())
+
+
 def describe(exc: BaseException) -> str:
     """``ErrorType: message`` of a driver error, for the problem text of our errors."""
     text = str(exc)

@@ -44,6 +44,7 @@ from eventstore.kafka._client import (
     KafkaOptions,
     StallWatch,
     describe,
+    is_host_port,
     stop_quietly,
     with_retry,
 )
@@ -140,7 +141,7 @@ class KafkaEventLog:
         client_id: str | None = None,
         catch_up: bool = True,
     ) -> None:
-        if not bootstrap or not all(_host_port(a) for a in bootstrap.split(",")):
+        if not bootstrap or not all(is_host_port(a.strip()) for a in bootstrap.split(",")):
             raise ValueError(f"bootstrap must be host:port[,host:port], got {bootstrap!r}")
         if max_event_bytes < 64:
             raise ValueError(f"max_event_bytes must be at least 64, got {max_event_bytes}")
@@ -506,11 +507,6 @@ class KafkaEventLog:
 @contextlib.asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
-
-
-def _host_port(address: str) -> bool:
-    host, sep, port = address.strip().rpartition(":")
-    return bool(host and sep and port.isdigit())
 
 
 __all__ = ["AppendTimedOut", "KafkaEventLog", "default_index_path"]
