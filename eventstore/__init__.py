@@ -4,8 +4,10 @@ Backends: :class:`EmbeddedEventLog` (SQLite, the default on one machine). Errors
 from :class:`EventStoreError` (see :mod:`eventstore.errors` for the tree).
 """
 
+from eventstore._sqlite_file import SNAPSHOT_APPLICATION_ID
+from eventstore._sqlite_file import claim as claim_sqlite_file
 from eventstore.codec import Codec, PreparedEvent
-from eventstore.embedded import DEFAULT_MAX_EVENT_BYTES, EmbeddedEventLog, ThreadInfo
+from eventstore.embedded import DEFAULT_MAX_EVENT_BYTES, EmbeddedEventLog
 from eventstore.envelope import (
     ANY,
     NO_THREAD,
@@ -13,6 +15,7 @@ from eventstore.envelope import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    ThreadInfo,
 )
 from eventstore.errors import (
     BrokerUnavailable,
@@ -40,6 +43,7 @@ __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "NO_THREAD",
     "PAYLOAD_TYPES",
+    "SNAPSHOT_APPLICATION_ID",
     "AppendResult",
     "BrokerUnavailable",
     "Codec",
@@ -65,6 +69,7 @@ __all__ = [
     "ThreadInfo",
     "UnknownSchema",
     "WrongExpectedVersion",
+    "claim_sqlite_file",
     "new_event",
     "payload_class",
     "shipped_schemas",

@@ -479,6 +479,20 @@ class SqliteStore:
         decode = self.codec.decode
         return [decode(body, pos) for pos, body in rows]
 
+    def read_event(self, event_id: str) -> RecordedEvent | None:
+        """The stored event with this id, or ``None``."""
+        with self._read_lock:
+            try:
+                rows = self._r.execute(
+                    "SELECT position, body FROM events WHERE event_key = ?", (event_key(event_id),)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.location, f"looking up event {event_id!r}") from exc
+        for position, body in rows:
+            if _event_id_of(body) == event_id:
+                return self.codec.decode(body, position)
+        return None
+
     def version(self, thread_id: str) -> int:
         """The thread's version (0 when it has no events)."""
         with self._read_lock:

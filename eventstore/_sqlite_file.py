@@ -1,9 +1,9 @@
 """Claiming a SQLite file for one of agentlog's stores: check what it is, set it up once.
 
-Both the embedded log and the Kafka thread index mark their files with SQLite's
-``application_id`` and a format number in ``user_version``, refuse a file that belongs to
-something else with :class:`CorruptLog`, and create their tables exactly once even when
-several processes open a new file at the same moment.
+The embedded log, the Kafka thread index and the projections' snapshot store mark their
+files with SQLite's ``application_id`` and a format number in ``user_version``, refuse a
+file that belongs to something else with :class:`CorruptLog`, and create their tables
+exactly once even when several processes open a new file at the same moment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from eventstore.errors import CorruptLog, StorageError
 
 LOG_APPLICATION_ID = 0x41474C47  # "AGLG"
 INDEX_APPLICATION_ID = 0x41474C49  # "AGLI"
+SNAPSHOT_APPLICATION_ID = 0x4147534E  # "AGSN": projections.SqliteSnapshotStore
 KNOWN_FILES = {
     LOG_APPLICATION_ID: "an embedded agentlog log",
     INDEX_APPLICATION_ID: "an agentlog thread index",
+    SNAPSHOT_APPLICATION_ID: "an agentlog snapshot store",
 }
 """application_id -> what agentlog keeps in such a file."""
 

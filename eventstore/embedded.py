@@ -16,7 +16,6 @@ version check runs inside the transaction, so optimistic concurrency holds acros
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -32,23 +31,19 @@ import anyio.to_thread
 from eventstore._append import prepare_append
 from eventstore._sqlite import AppendRequest, SqliteStore
 from eventstore.codec import Codec
-from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.envelope import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    ThreadInfo,
+)
 from eventstore.errors import LogClosed, StorageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 """Largest encoded event accepted by default (1 MiB)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ThreadInfo:
-    """A thread in the log: id, tenant, version and the position of its first event."""
-
-    thread_id: str
-    tenant: str
-    version: int
-    first_position: int
 
 
 class _Batch:
@@ -299,6 +294,10 @@ class EmbeddedEventLog:
                 continue
             with anyio.move_on_after(self._poll_interval):
                 await appended.wait()
+
+    async def read_event(self, event_id: str) -> RecordedEvent | None:
+        store = self._require_open()
+        return await anyio.to_thread.run_sync(store.read_event, event_id)
 
     async def version(self, thread_id: str) -> int:
         store = self._require_open()

@@ -114,3 +114,13 @@ class AppendResult:
     def seqs(self) -> range:
         """The ``seq`` of each event, in the order given."""
         return range(self.first_seq, self.first_seq + len(self.positions))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ThreadInfo:
+    """A thread in the log: id, tenant, version and the position of its first event."""
+
+    thread_id: str
+    tenant: str
+    version: int
+    first_position: int

@@ -12,7 +12,13 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
-from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.envelope import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    ThreadInfo,
+)
 
 
 @runtime_checkable
@@ -131,8 +137,27 @@ class EventLog(Protocol):
         """
         ...
 
+    async def read_event(self, event_id: str) -> RecordedEvent | None:
+        """Return the stored event with this id, or ``None`` if the log has none.
+
+        Raises:
+            StorageError: the storage failed.
+            CodecError: the stored event cannot be decoded.
+            LogClosed: the log is not open.
+        """
+        ...
+
     async def version(self, thread_id: str) -> int:
         """Return the thread's version: ``seq`` of its last event, 0 if it has none."""
+        ...
+
+    async def threads(self, *, after: str = "", limit: int = 1000) -> list[ThreadInfo]:
+        """List threads in id order, ``limit`` at a time, starting after ``after``.
+
+        Raises:
+            StorageError: the storage failed.
+            LogClosed: the log is not open.
+        """
         ...
 
     async def head(self) -> int:

@@ -30,8 +30,7 @@ from aiokafka import TopicPartition
 
 from eventstore._append import prepare_append
 from eventstore.codec import Codec
-from eventstore.embedded import ThreadInfo
-from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, ThreadInfo
 from eventstore.errors import (
     BrokerUnavailable,
     EventStoreError,
@@ -488,6 +487,14 @@ class KafkaEventLog:
                 position = batch[-1].position + 1
                 continue
             await changed.wait()
+
+    async def read_event(self, event_id: str) -> RecordedEvent | None:
+        index = self._require_open()
+        found = (await anyio.to_thread.run_sync(index.find, [event_id])).get(event_id)
+        if found is None:
+            return None
+        events = await self.read_thread(found.thread_id, found.seq, found.seq)
+        return events[0] if events else None
 
     async def version(self, thread_id: str) -> int:
         index = self._require_open()

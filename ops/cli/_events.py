@@ -9,9 +9,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from eventstore import EmbeddedEventLog, InvalidEvent, RecordedEvent, new_event
+from eventstore import InvalidEvent, RecordedEvent, new_event
 from eventstore.jsonview import payload_from_json
-from eventstore.kafka import KafkaEventLog
 from eventstore.payloads import PAYLOAD_TYPES
 from ops.cli._context import CliContext, fail, run
 from ops.cli._render import err, event_line, event_table, out, print_event_json, print_json
@@ -217,8 +216,6 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
 
     async def body() -> list[tuple[str, str, int, int]]:
         async with ctx.log() as log:
-            if not isinstance(log, EmbeddedEventLog | KafkaEventLog):
-                fail(f"listing threads is not available on {log!r}")
             found: list[tuple[str, str, int, int]] = []
             after = ""
             while batch := await log.threads(after=after):

@@ -251,6 +251,26 @@ async def test_read_all_in_position_order(log: EventLog) -> None:
     assert [e.position for e in resumed] == positions[7:]
 
 
+async def test_read_event_finds_an_event_by_id(log: EventLog) -> None:
+    wanted = event()
+    await log.append("a", [event(), event()])
+    result = await log.append("b", [event(), wanted])
+    found = await log.read_event(wanted.event_id)
+    assert found is not None
+    assert (found.thread_id, found.seq, found.position) == ("b", 2, result.positions[1])
+    assert found.payload == wanted.payload
+    assert await log.read_event("no-such-event") is None
+    assert await log.read_event(event().event_id) is None  # a UUIDv7 never appended
+
+
+async def test_threads_are_listed_in_id_order_with_versions(log: EventLog) -> None:
+    for name, count in (("b", 2), ("a", 1), ("c", 3)):
+        await log.append(name, [event() for _ in range(count)])
+    listed = await log.threads()
+    assert [(t.thread_id, t.version) for t in listed] == [("a", 1), ("b", 2), ("c", 3)]
+    assert [t.thread_id for t in await log.threads(after="a", limit=1)] == ["b"]
+
+
 async def test_subscribe_replays_then_tails(log: EventLog) -> None:
     first = await log.append("t", [event(), event()])
     seen = []

@@ -1,0 +1,111 @@
+"""The ``SnapshotStore`` port: where projections keep snapshots and checkpoints.
+
+Snapshots are a cache of thread state (the log is the truth): losing one costs a longer
+replay, never correctness. Stores keep every snapshot they are given (time travel starts
+from the nearest one at or before a point), and a checkpoint per projector name (the log
+position up to which that projector has processed events). Adapters:
+:class:`~projections.sqlite_store.SqliteSnapshotStore` (embedded default) and
+:class:`~projections.postgres_store.PostgresSnapshotStore` (psycopg 3, pooled).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from projections.serial import Snapshot
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Snapshots of thread state and projector checkpoints."""
+
+    async def __aenter__(self) -> Self:
+        """Open the store (connect, create tables). A store opens once.
+
+        Raises:
+            SnapshotStoreError: it cannot be opened (the message says where and why).
+            ProjectionClosed: it was opened before.
+        """
+        ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store: see :meth:`aclose`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections. Idempotent; safe while being cancelled."""
+        ...
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot``; one of the same thread, seq and rules digest is replaced.
+
+        Concurrency: safe from many tasks and processes; the last save of a key wins (they
+        hold equal states, since a state is a function of the log). Durable on return.
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def latest(
+        self,
+        thread_id: str,
+        rules_digest: str,
+        *,
+        max_seq: int | None = None,
+        until: datetime | None = None,
+    ) -> Snapshot | None:
+        """The newest snapshot of the thread under these rules with ``seq <= max_seq`` and
+        ``high_time <= until`` (each bound only if given); ``None`` if there is none.
+
+        The body is returned as stored; decoding and checking it is the caller's job.
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def seqs(self, thread_id: str, rules_digest: str) -> list[int]:
+        """The seqs of the thread's snapshots under these rules, ascending.
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def checkpoint(self, name: str) -> int:
+        """The log position projector ``name`` has processed up to (0: nothing yet).
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def save_checkpoint(self, name: str, position: int) -> None:
+        """Record that projector ``name`` has processed the log up to ``position``.
+
+        Durable on return; a lower position than the stored one is ignored (checkpoints
+        never move back, even when two processes race).
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def clear(self, thread_id: str | None = None) -> int:
+        """Delete the snapshots of one thread (or all, and every checkpoint): a rebuild.
+
+        Returns:
+            How many snapshots were deleted.
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...

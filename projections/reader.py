@@ -1,0 +1,274 @@
+"""``StateReader``: thread state from snapshots plus the log, at the head or any point.
+
+``state(thread)`` is the live state; ``state_at(thread, seq=|at=|event_id=)`` the state as
+of a point: the nearest usable snapshot at or before the point, plus the events after it
+up to the point. Rollbacks and forks in the history are followed (they need the state at
+another point, found the same way). Folding past a multiple of ``snapshot_every`` saves a
+snapshot there, so whoever reads first fills the cache for the next reader.
+
+A snapshot that fails its checksum, has an unknown format or holds the wrong state is
+skipped with a warning and the next older one is tried; without any, the fold starts
+from the thread's first event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from eventstore.envelope import RecordedEvent
+from eventstore.port import EventLog
+from projections.cache import StateCache
+from projections.errors import PointNotFound, ProjectionError, ThreadNotFound
+from projections.fold import apply_fork, apply_rollback, fold, needs
+from projections.memory import MergeRules
+from projections.observe import CountingObserver, ProjectionObserver
+from projections.port import SnapshotStore
+from projections.serial import SnapshotInvalid, decode, encode
+from projections.state import ThreadState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SNAPSHOT_EVERY = 100
+MAX_LINEAGE_DEPTH = 64
+"""Most nested rollback/fork lookups one read follows (guards against forged cycles)."""
+
+
+class LineageTooDeep(ProjectionError):
+    """Following rollbacks and forks went deeper than :data:`MAX_LINEAGE_DEPTH`."""
+
+    def __init__(self, thread_id: str, depth: int) -> None:
+        self.thread_id = thread_id
+        self.depth = depth
+        super().__init__(
+            f"thread {thread_id!r}: its rollbacks and forks nest deeper than {depth} "
+            "(a cycle of forks?)"
+        )
+
+
+class StateReader:
+    """Reads thread state from a log and a snapshot store.
+
+    Args:
+        log: The event log (open).
+        store: Snapshots (open), or ``None`` to fold from the first event every time.
+        rules: Merge policy per memory key.
+        snapshot_every: Save a snapshot at every multiple of this many events (0: never).
+        cache: Hot live states; ``None`` for no cache.
+        save_snapshots: Whether folds save snapshots into ``store``.
+        observer: Told about snapshots saved and rejected.
+
+    Concurrency: safe to use from many tasks of one event loop.
+    """
+
+    def __init__(
+        self,
+        log: EventLog,
+        store: SnapshotStore | None,
+        rules: MergeRules,
+        *,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        cache: StateCache | None = None,
+        save_snapshots: bool = True,
+        observer: ProjectionObserver | None = None,
+    ) -> None:
+        if snapshot_every < 0:
+            raise ValueError(f"snapshot_every must be 0 or more, got {snapshot_every}")
+        self.log = log
+        self.store = store
+        self.rules = rules
+        self.snapshot_every = snapshot_every
+        self.cache = cache
+        self.save_snapshots = save_snapshots and store is not None and snapshot_every > 0
+        self.observer: ProjectionObserver = observer or CountingObserver()
+        self.snapshots_loaded = 0
+
+    # --- the live state ----------------------------------------------------------------
+
+    async def state(self, thread_id: str, *, min_version: int = 0) -> ThreadState:
+        """The thread's state after every event in the log (an empty state if it has none).
+
+        Args:
+            thread_id: The thread.
+            min_version: Never answer with an older state than this (read-your-writes:
+                pass the version your append returned).
+        """
+        if self.cache is not None:
+            cached = self.cache.get(thread_id, min_version)
+            if cached is not None:
+                return await self.advance(cached)
+        state = await self._build(thread_id, None, None, 0)
+        if self.cache is not None:
+            self.cache.put(state)
+        return state
+
+    async def advance(self, state: ThreadState, to_seq: int | None = None) -> ThreadState:
+        """``state`` with the log's later events folded in (up to ``to_seq`` if given)."""
+        if to_seq is not None and to_seq <= state.version:
+            return state
+        events = await self.log.read_thread(state.thread_id, state.version + 1, to_seq)
+        return await self._fold_events(state, events, 0)
+
+    # --- points in time ----------------------------------------------------------------
+
+    async def state_at(
+        self,
+        thread_id: str,
+        *,
+        seq: int | None = None,
+        at: datetime | None = None,
+        event_id: str | None = None,
+    ) -> ThreadState:
+        """The thread's state as of a point: after event ``seq``, after the events that
+        occurred up to ``at`` (a prefix of the thread), or after event ``event_id``.
+
+        Give exactly one point. ``seq=0`` (or a time before the first event) is the empty
+        state.
+
+        Raises:
+            ThreadNotFound: the thread has no events.
+            PointNotFound: the seq is past the thread's end or negative, or the event id
+                is not in this thread.
+            ValueError: not exactly one point was given.
+        """
+        if sum(p is not None for p in (seq, at, event_id)) != 1:
+            raise ValueError("give exactly one of seq, at or event_id")
+        version = await self.log.version(thread_id)
+        if version == 0:
+            raise ThreadNotFound(thread_id)
+        if event_id is not None:
+            seq = await self.seq_of(thread_id, event_id)
+        if seq is not None:
+            if not 0 <= seq <= version:
+                raise PointNotFound(thread_id, f"seq {seq}", f"the thread has seqs 1 to {version}")
+            return await self._build(thread_id, seq, None, 0)
+        return await self._build(thread_id, None, at, 0)
+
+    async def seq_of(self, thread_id: str, event_id: str) -> int:
+        """The seq of ``event_id`` in ``thread_id``.
+
+        Raises:
+            PointNotFound: no such event, or it belongs to another thread.
+        """
+        found = await self.log.read_event(event_id)
+        if found is None:
+            raise PointNotFound(thread_id, f"event {event_id}", "no event has this id")
+        if found.thread_id != thread_id:
+            raise PointNotFound(
+                thread_id, f"event {event_id}", f"it belongs to thread {found.thread_id!r}"
+            )
+        return found.seq
+
+    async def scratch(self, thread_id: str, to_seq: int | None = None) -> ThreadState:
+        """The state folded from the first event, using no snapshot at all (for verify)."""
+        events = await self.log.read_thread(thread_id, 1, to_seq)
+        return await self._fold_events(ThreadState(thread_id=thread_id), events, 0, snapshots=False)
+
+    async def scratch_at(self, thread_id: str, seqs: Sequence[int]) -> dict[int, ThreadState]:
+        """States folded from the first event (no snapshots) at each of ``seqs``."""
+        wanted = sorted({s for s in seqs if s >= 0})
+        if not wanted:
+            return {}
+        events = await self.log.read_thread(thread_id, 1, wanted[-1])
+        state = ThreadState(thread_id=thread_id)
+        out: dict[int, ThreadState] = {}
+        for seq in wanted:
+            chunk = [e for e in events[state.version : seq] if e.seq <= seq]
+            state = await self._fold_events(state, chunk, 0, snapshots=False)
+            out[seq] = state
+        return out
+
+    # --- internals ---------------------------------------------------------------------
+
+    async def _build(
+        self, thread_id: str, to_seq: int | None, until: datetime | None, depth: int
+    ) -> ThreadState:
+        state = await self._nearest(thread_id, to_seq, until)
+        if to_seq is not None and state.version >= to_seq:
+            return state
+        events = await self.log.read_thread(thread_id, state.version + 1, to_seq, until=until)
+        return await self._fold_events(state, events, depth)
+
+    async def _nearest(
+        self, thread_id: str, to_seq: int | None, until: datetime | None
+    ) -> ThreadState:
+        if self.store is None:
+            return ThreadState(thread_id=thread_id)
+        digest = self.rules.digest
+        bound = to_seq
+        while True:
+            snapshot = await self.store.latest(thread_id, digest, max_seq=bound, until=until)
+            if snapshot is None:
+                return ThreadState(thread_id=thread_id)
+            try:
+                state = decode(snapshot)
+            except SnapshotInvalid as exc:
+                self.observer.snapshot_rejected(thread_id, exc.detail)
+                log.warning("ignoring a snapshot, rebuilding from the log instead: %s", exc)
+                bound = snapshot.seq - 1
+                continue
+            self.snapshots_loaded += 1
+            return state
+
+    async def _fold_events(
+        self,
+        state: ThreadState,
+        events: Sequence[RecordedEvent],
+        depth: int,
+        *,
+        snapshots: bool = True,
+    ) -> ThreadState:
+        """Fold ``events`` into ``state``, following rollbacks and forks, saving snapshots."""
+        every = self.snapshot_every if (snapshots and self.save_snapshots) else 0
+        remaining = list(events)
+        while remaining:
+            cut = len(remaining)
+            if every:
+                boundary = (state.version // every + 1) * every
+                cut = next((i + 1 for i, e in enumerate(remaining) if e.seq >= boundary), cut)
+            state, used = fold(state, remaining[:cut], self.rules)
+            if used < cut:
+                event = remaining[used]
+                state = await self._follow(state, event, depth, snapshots=snapshots)
+                remaining = remaining[used + 1 :]
+            else:
+                remaining = remaining[cut:]
+            if every and state.version % every == 0 and state.version > 0:
+                await self.save(state)
+        return state
+
+    async def _follow(
+        self, state: ThreadState, event: RecordedEvent, depth: int, *, snapshots: bool
+    ) -> ThreadState:
+        need = needs(state, event)
+        assert need is not None  # fold stopped here because the event needs a state
+        if depth >= MAX_LINEAGE_DEPTH:
+            raise LineageTooDeep(event.thread_id, MAX_LINEAGE_DEPTH)
+        if snapshots:
+            target = await self._build(need.thread_id, need.seq, None, depth + 1)
+        else:
+            events = await self.log.read_thread(need.thread_id, 1, need.seq)
+            target = await self._fold_events(
+                ThreadState(thread_id=need.thread_id), events, depth + 1, snapshots=False
+            )
+        if need.thread_id == event.thread_id:
+            return apply_rollback(state, target, event)
+        return apply_fork(target, event)
+
+    async def fold_events(self, state: ThreadState, events: Sequence[RecordedEvent]) -> ThreadState:
+        """Fold ``events`` (the thread's next ones, in seq order) into ``state``, following
+        rollbacks and forks and saving snapshots at multiples of ``snapshot_every``.
+
+        Raises:
+            GapInThread: the events do not continue ``state``.
+        """
+        return await self._fold_events(state, events, 0)
+
+    async def save(self, state: ThreadState) -> None:
+        """Save a snapshot of ``state`` (if this reader saves snapshots)."""
+        if not self.save_snapshots or self.store is None or state.version == 0:
+            return
+        snapshot = encode(state, self.rules.digest)
+        await self.store.save(snapshot)
+        self.observer.snapshot_saved(state.thread_id, state.version, len(snapshot.body))
