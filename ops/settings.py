@@ -2,7 +2,9 @@
 
 Environment variables use the prefix ``AGENTLOG_`` and ``__`` between nested names, e.g.
 ``AGENTLOG_LOG=sqlite:///.agentlog/agentlog.db``, ``AGENTLOG_EMBEDDED__FSYNC=true`` or
-``AGENTLOG_KAFKA__PARTITIONS=16``.
+``AGENTLOG_KAFKA__PARTITIONS=16``; projections:
+``AGENTLOG_PROJECTIONS__SNAPSHOTS=postgresql://postgres@127.0.0.1:5432/agentlog``,
+``AGENTLOG_PROJECTIONS__POLICIES='{"plan": "manual"}'``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,70 @@ class KafkaSettings(BaseModel):
     )
 
 
+class ProjectionSettings(BaseModel):
+    """Settings of projections: snapshots, the read cache, merge policies, sync mode."""
+
+    snapshots: str | None = Field(
+        default=None,
+        description="Snapshot store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB. "
+        "Default: snapshots.db in the data dir.",
+    )
+    pg_schema: str = Field(
+        default="agentlog", min_length=1, description="PostgreSQL schema of the snapshot tables."
+    )
+    pool_min: int = Field(default=5, ge=1, description="PostgreSQL pool: connections kept open.")
+    pool_max: int = Field(default=20, ge=1, description="PostgreSQL pool: most connections.")
+    pool_idle: float = Field(
+        default=30.0, gt=0, description="PostgreSQL pool: seconds an idle connection is kept."
+    )
+    snapshot_every: int = Field(
+        default=100, ge=0, description="Snapshot each thread every N events (0: never)."
+    )
+    cache_threads: int = Field(default=1000, ge=1, description="Hot thread states cached.")
+    cache_ttl: float = Field(default=300.0, gt=0, description="Seconds a cached state is served.")
+    default_policy: str = Field(
+        default="last-write-wins",
+        description="Merge policy of memory keys no rule names: last-write-wins, merge, manual.",
+    )
+    policies: dict[str, str] = Field(
+        default_factory=dict,
+        description='Merge policy per key or key prefix, as JSON: {"plan": "manual", '
+        '"counts.*": "merge"} (exact keys first, then the longest prefix).',
+    )
+    sync: str = Field(
+        default="immediate",
+        description="immediate: a write returns once the projection applied it; lazy: once "
+        "appended.",
+    )
+    sync_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds an immediate write waits for the projection."
+    )
+
+    @field_validator("sync")
+    @classmethod
+    def _known_sync(cls, value: str) -> str:
+        if value not in ("immediate", "lazy"):
+            raise ValueError(f"sync mode {value!r}: use immediate or lazy")
+        return value
+
+    @field_validator("default_policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        if value not in ("last-write-wins", "merge", "manual"):
+            raise ValueError(f"policy {value!r}: use last-write-wins, merge or manual")
+        return value
+
+    @field_validator("policies")
+    @classmethod
+    def _known_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        for pattern, policy in value.items():
+            if policy not in ("last-write-wins", "merge", "manual"):
+                raise ValueError(
+                    f"policy {policy!r} for {pattern!r}: use last-write-wins, merge or manual"
+                )
+        return value
+
+
 class Settings(BaseSettings):
     """Everything the ``agentlog`` command and server read from their environment."""
 
@@ -108,6 +174,7 @@ class Settings(BaseSettings):
     )
     embedded: EmbeddedSettings = Field(default_factory=EmbeddedSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    projections: ProjectionSettings = Field(default_factory=ProjectionSettings)
 
     @field_validator("log")
     @classmethod
@@ -123,3 +190,9 @@ class Settings(BaseSettings):
         if self.log:
             return self.log
         return f"sqlite:///{self.data_dir / 'agentlog.db'}"
+
+    def snapshots_url(self) -> str:
+        """The snapshot store URL in force (configured, or the data dir's SQLite file)."""
+        if self.projections.snapshots:
+            return self.projections.snapshots
+        return f"sqlite:///{self.data_dir / 'snapshots.db'}"

@@ -7,7 +7,9 @@ SQLAlchemy convention: the path is what follows ``sqlite:///``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -22,6 +24,17 @@ from eventstore.kafka import (
 )
 from eventstore.port import EventLog
 from ops.settings import Settings
+from projections import (
+    CountingObserver,
+    MergeRules,
+    ProjectionObserver,
+    Projector,
+    SnapshotStore,
+    SqliteSnapshotStore,
+    StateCache,
+    StateReader,
+    ThreadCommands,
+)
 
 
 class ConfigError(ValueError):
@@ -124,3 +137,107 @@ def open_log(settings: Settings, url: str | None = None) -> EventLog:
             f"log URL {url!r}: unknown scheme {scheme!r}; use one of {known}"
         ) from None
     return make(url, settings)
+
+
+# --- projections -------------------------------------------------------------------------
+
+
+def merge_rules(settings: Settings) -> MergeRules:
+    """The merge policy of each memory key, from the settings.
+
+    Raises:
+        ConfigError: an unknown policy name.
+    """
+    cfg = settings.projections
+    try:
+        return MergeRules.from_mapping(cfg.policies, cfg.default_policy)
+    except ValueError as exc:
+        raise ConfigError(f"AGENTLOG_PROJECTIONS__POLICIES: {exc}") from exc
+
+
+def _sqlite_snapshots(url: str, settings: Settings) -> SnapshotStore:
+    try:
+        return SqliteSnapshotStore(sqlite_path(url))
+    except ConfigError as exc:
+        raise ConfigError(f"snapshot store: {exc}") from None
+
+
+SNAPSHOT_STORES: dict[str, Callable[[str, Settings], SnapshotStore]] = {
+    "sqlite": _sqlite_snapshots,
+}
+"""Snapshot store URL scheme -> constructor of the store."""
+
+
+def open_snapshot_store(settings: Settings) -> SnapshotStore:
+    """Build (not yet open) the snapshot store the settings name.
+
+    Raises:
+        ConfigError: unknown scheme or unusable URL.
+    """
+    url = settings.snapshots_url()
+    scheme = urlsplit(url).scheme
+    try:
+        make = SNAPSHOT_STORES[scheme]
+    except KeyError:
+        known = ", ".join(f"{s}://" for s in SNAPSHOT_STORES)
+        raise ConfigError(
+            f"snapshot store URL {url!r}: unknown scheme {scheme!r}; use one of {known}"
+        ) from None
+    return make(url, settings)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Projections:
+    """Everything a command needs to read and change thread state."""
+
+    log: EventLog
+    store: SnapshotStore
+    rules: MergeRules
+    reader: StateReader
+    commands: ThreadCommands
+    projector: Projector | None
+
+
+@contextlib.asynccontextmanager
+async def open_projections(
+    settings: Settings,
+    *,
+    log: EventLog | None = None,
+    observer: ProjectionObserver | None = None,
+    run_projector: bool = False,
+    emit_conflicts: bool = True,
+) -> AsyncIterator[Projections]:
+    """Open the log (unless given, already open), the snapshot store and, optionally, a
+    projector, and wire a reader and commands to them.
+
+    Raises:
+        ConfigError: a setting cannot be used.
+    """
+    cfg = settings.projections
+    rules = merge_rules(settings)
+    store = open_snapshot_store(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        if log is None:
+            log = await stack.enter_async_context(open_log(settings))
+        await stack.enter_async_context(store)
+        reader = StateReader(
+            log,
+            store,
+            rules,
+            snapshot_every=cfg.snapshot_every,
+            cache=StateCache(cfg.cache_threads, cfg.cache_ttl),
+            observer=observer or CountingObserver(),
+        )
+        projector = None
+        if run_projector:
+            projector = await stack.enter_async_context(
+                Projector(log, reader, emit_conflicts=emit_conflicts)
+            )
+        commands = ThreadCommands(
+            log,
+            reader,
+            projector=projector,
+            sync=cfg.sync,  # type: ignore[arg-type]  # validated by the settings
+            sync_timeout=cfg.sync_timeout,
+        )
+        yield Projections(log, store, rules, reader, commands, projector)

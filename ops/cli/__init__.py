@@ -18,6 +18,7 @@ from ops.cli._context import CliContext, run_guarded
 from ops.cli._demo import demo
 from ops.cli._events import events
 from ops.cli._schemas import schemas
+from ops.cli._state import COMMANDS as STATE_COMMANDS
 from ops.settings import Settings
 
 __all__ = ["cli", "main"]
@@ -31,6 +32,10 @@ Examples:
   agentlog events cat demo-1a2b                   a thread's events as a table
   agentlog --log sqlite:////var/lib/agentlog/log.db events tail
   agentlog schemas list                           the event types and their schemas
+  agentlog state demo-1a2b                        a thread's memory, tasks, conversation
+  agentlog state demo-1a2b --at 5                 ... as of seq 5 (or a time, an event id)
+  agentlog rollback demo-1a2b --to 5 --reason "bad plan"
+  agentlog conflicts                              memory keys waiting for a human
 """,
 )
 @click.option(
@@ -53,8 +58,10 @@ Examples:
 def cli(ctx: click.Context, log_url: str | None, data_dir: Path | None, verbose: int) -> None:
     """agentlog: event-sourced state for multi-agent LLM systems.
 
-    Every agent message and memory change is an Avro event appended to a log; these
-    commands write, read and follow that log and show its schemas.
+    Every agent message and memory change is an Avro event appended to a log; thread
+    state (memory, tasks, conversation) is rebuilt from it. These commands write, read
+    and follow the log, show and time-travel thread state, roll back and fork threads,
+    resolve memory conflicts, and verify or rebuild projections.
     """
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2),
@@ -78,6 +85,8 @@ def cli(ctx: click.Context, log_url: str | None, data_dir: Path | None, verbose:
 cli.add_command(demo)
 cli.add_command(events)
 cli.add_command(schemas)
+for _command in STATE_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

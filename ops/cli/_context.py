@@ -14,6 +14,7 @@ from eventstore import EventStoreError
 from eventstore.port import EventLog
 from ops.settings import Settings
 from ops.wiring import ConfigError, open_log
+from projections import ProjectionError
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ def run(func: Callable[[], Awaitable[T]]) -> T:
     """Run an async command body, turning agentlog errors into clean CLI errors."""
     try:
         return anyio.run(func)
-    except (EventStoreError, ConfigError) as exc:
+    except (EventStoreError, ProjectionError, ConfigError) as exc:
         fail(str(exc))
 
 
