@@ -93,6 +93,11 @@ class KafkaSettings(BaseModel):
     )
 
 
+DEMO_POLICIES = {"demo.merge.*": "merge", "demo.manual.*": "manual"}
+"""The rules of the demo's memory keys; part of the default policies so that every
+command reading a demo thread folds it as the demo did."""
+
+
 class ProjectionSettings(BaseModel):
     """Settings of projections: snapshots, the read cache, merge policies, sync mode."""
 
@@ -119,9 +124,10 @@ class ProjectionSettings(BaseModel):
         description="Merge policy of memory keys no rule names: last-write-wins, merge, manual.",
     )
     policies: dict[str, str] = Field(
-        default_factory=dict,
+        default_factory=lambda: dict(DEMO_POLICIES),
         description='Merge policy per key or key prefix, as JSON: {"plan": "manual", '
-        '"counts.*": "merge"} (exact keys first, then the longest prefix).',
+        '"counts.*": "merge"} (exact keys first, then the longest prefix). The default '
+        "holds only the rules of `agentlog demo`'s keys (demo.merge.*, demo.manual.*).",
     )
     sync: str = Field(
         default="immediate",

@@ -206,15 +206,24 @@ async def open_projections(
     observer: ProjectionObserver | None = None,
     run_projector: bool = False,
     emit_conflicts: bool = True,
+    rules: MergeRules | None = None,
 ) -> AsyncIterator[Projections]:
     """Open the log (unless given, already open), the snapshot store and, optionally, a
     projector, and wire a reader and commands to them.
+
+    Args:
+        settings: The settings.
+        log: An open log to use instead of opening the configured one.
+        observer: Receives the projection's signals (default: counters).
+        run_projector: Start a projector (``immediate`` writes then wait for it).
+        emit_conflicts: Whether that projector reports ``memory.Conflict`` events.
+        rules: Merge rules instead of the configured ones.
 
     Raises:
         ConfigError: a setting cannot be used.
     """
     cfg = settings.projections
-    rules = merge_rules(settings)
+    rules = rules or merge_rules(settings)
     store = open_snapshot_store(settings)
     async with contextlib.AsyncExitStack() as stack:
         if log is None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from datetime import timedelta
 
 import click
+from rich import box
 from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
-from eventstore import NewEvent, RecordedEvent, new_event, uuid7
+from eventstore import NewEvent, RecordedEvent, new_event, utc_now, uuid7
 from eventstore.payloads import (
     Artifact,
     MemoryDelete,
@@ -20,6 +25,10 @@ from eventstore.payloads import (
 )
 from ops.cli._context import CliContext, run
 from ops.cli._render import event_table, out
+from ops.cli._state_view import key_value
+from ops.settings import DEMO_POLICIES
+from ops.wiring import Projections, merge_rules, open_projections
+from projections import MergeRules, ThreadState
 
 _QUESTION = (
     "Which event stores keep per-thread order and still let many agents write at once? "
@@ -137,6 +146,124 @@ def conversation(thread: str) -> list[NewEvent]:
     return s.events
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Contest:
+    """Two agents writing one key concurrently, and what the key's policy made of it."""
+
+    key: str
+    policy: str
+    base: str
+    planner: str
+    researcher: str
+    result: str
+
+
+# key, kind, value before, planner's write, researcher's write
+_CONTESTS = (
+    ("demo.lww.owner", "value", '"user"', '"planner"', '"researcher"'),
+    ("demo.merge.sources", "counter", "3", "5", "4"),
+    ("demo.merge.stores", "set", '["kafka","sqlite"]', '["kafka","sqlite","nats"]', '["sqlite"]'),
+    ("demo.merge.steps", "list", '["read"]', '["read", "outline"]', '["read", "benchmark"]'),
+    ("demo.manual.plan", "value", '"draft"', '"ship on Friday"', '"ship on Monday"'),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Tour:
+    contests: list[_Contest]
+    conflict_event: RecordedEvent | None
+    resolved: ThreadState
+    before_contest: int
+    at_before: ThreadState
+    before_rollback: ThreadState
+    after_rollback: ThreadState
+    history: int
+
+
+async def _tour(kit: Projections, thread_id: str) -> _Tour:
+    """Concurrent writers under each policy, a resolved conflict, time travel, rollback."""
+    commands, reader = kit.commands, kit.reader
+    now = utc_now()
+    for key, kind, base, _, _ in _CONTESTS:
+        await commands.set(thread_id, key, base, actor="planner", kind=kind)  # type: ignore[arg-type]
+    seen = await reader.state(thread_id)
+    before_contest = seen.version
+    # Both agents read the same state, then write without seeing each other's write:
+    # their version vectors are concurrent, so each key's merge policy decides.
+    for key, kind, _, mine, theirs in _CONTESTS:
+        context = seen.memory[key].vector
+        for actor, value, later in (("planner", mine, 0), ("researcher", theirs, 1)):
+            await commands.set(
+                thread_id,
+                key,
+                value,
+                actor=actor,
+                kind=kind,  # type: ignore[arg-type]
+                context=context,
+                occurred_at=now + timedelta(milliseconds=later),
+            )
+    assert kit.projector is not None
+    await kit.projector.catch_up()  # the projector reports the manual conflict
+    contested = await reader.state(thread_id)
+    contests = [
+        _Contest(key, contested.memory[key].policy, base, mine, theirs, _result(contested, key))
+        for key, _, base, mine, theirs in _CONTESTS
+    ]
+    conflict_event = next(
+        (e for e in reversed(await kit.log.read_thread(thread_id)) if e.type == "memory.Conflict"),
+        None,
+    )
+    plan = contested.memory["demo.manual.plan"]
+    chosen = next(s for s in plan.siblings if s.actor == "planner")
+    result = await commands.resolve(
+        thread_id, "demo.manual.plan", actor="human", choose=chosen.event_id, sync="immediate"
+    )
+    assert result.state is not None
+    resolved = result.state
+    at_before = await reader.state_at(thread_id, seq=before_contest)
+    rolled = await commands.rollback(
+        thread_id,
+        to_seq=before_contest,
+        reason="demo: undo the concurrent writes",
+        actor="human",
+        sync="immediate",
+    )
+    assert rolled.state is not None
+    return _Tour(
+        contests=contests,
+        conflict_event=conflict_event,
+        resolved=resolved,
+        before_contest=before_contest,
+        at_before=at_before,
+        before_rollback=resolved,
+        after_rollback=rolled.state,
+        history=rolled.append.version,
+    )
+
+
+def _result(state: ThreadState, key: str) -> str:
+    found = state.memory[key]
+    if found.conflicted:
+        return f"conflict: {len(found.siblings)} siblings kept"
+    return key_value(found)
+
+
+def _demo_rules(ctx: CliContext) -> MergeRules:
+    rules = merge_rules(ctx.settings)
+    patterns: dict[str, str] = dict(rules.rules)
+    for pattern, policy in DEMO_POLICIES.items():
+        patterns.setdefault(pattern, policy)
+    return MergeRules.from_mapping(patterns, rules.default)
+
+
+def _memory_lines(state: ThreadState) -> list[str]:
+    return [
+        f"  {k} = {key_value(state.memory[k])}"
+        for k in sorted(state.memory)
+        if k.startswith("demo.")
+    ]
+
+
 @click.command(
     epilog="""\b
 Examples:
@@ -148,19 +275,25 @@ Examples:
 @click.option("--thread", metavar="THREAD", help="Thread id to write (default: a new demo-… id).")
 @click.pass_obj
 def demo(ctx: CliContext, thread: str | None) -> None:
-    """Write a short conversation between two agents to the log, then read it back.
+    """Write a short two-agent conversation to the log, then tour what projections do.
 
     A user asks a planner agent a question; the planner delegates to a researcher over
     A2A messages; both keep working memory (with version vectors); the researcher attaches
-    an artifact; the task completes. Everything is an event in the log, so you can read
-    it again with `agentlog events cat THREAD` or follow the log with `agentlog events tail`.
+    an artifact; the task completes. Then both agents write the same memory keys at
+    once, and each key's merge policy decides (last-write-wins, merge for a counter, a
+    set and a list, manual for the plan, which a human resolves); the state is read as of
+    an earlier point, and the thread is rolled back to it, with the state before and after.
+    Everything is an event in the log: see it again with `agentlog history THREAD`.
     """
     thread_id = thread or f"demo-{uuid7()[-8:]}"
     script = conversation(thread_id)
     url = ctx.settings.log_url()
 
-    async def body() -> tuple[list[RecordedEvent], float]:
-        async with ctx.log() as log:
+    async def body() -> tuple[list[RecordedEvent], float, _Tour]:
+        async with open_projections(
+            ctx.settings, run_projector=True, rules=_demo_rules(ctx)
+        ) as kit:
+            log = kit.log
             start = time.perf_counter()
             version = await log.version(thread_id)
             # One event per append, each checked against the version we expect: the same
@@ -169,9 +302,10 @@ def demo(ctx: CliContext, thread: str | None) -> None:
                 result = await log.append(thread_id, [event], expected_version=version)
                 version = result.version
             elapsed = time.perf_counter() - start
-            return await log.read_thread(thread_id), elapsed
+            written = await log.read_thread(thread_id, version - len(script) + 1, version)
+            return written, elapsed, await _tour(kit, thread_id)
 
-    events, elapsed = run(body)
+    events, elapsed, tour = run(body)
     out.print(
         f"Wrote {len(script)} events to thread [bold]{escape(thread_id)}[/] in {escape(url)} "
         f"({elapsed * 1000:.1f} ms).\n"
@@ -186,8 +320,47 @@ def demo(ctx: CliContext, thread: str | None) -> None:
     out.print("\nWorking memory after the conversation (folded from the events):")
     for key, value in memory.items():
         out.print(f"  {key} = {value}", markup=False)
+
     out.print(
-        "\nNext: [bold]agentlog events cat "
-        f"{escape(thread_id)}[/] · agentlog events cat {escape(thread_id)} --json"
-        " · agentlog schemas list"
+        "\n[bold]Two agents write the same keys at once[/] (concurrent version vectors); "
+        "the policy is in each key's name (lww = last-write-wins):"
+    )
+    table = Table(box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("key", no_wrap=True)
+    for name in ("before", "planner", "researcher", "result"):
+        table.add_column(name, overflow="fold")
+    for c in tour.contests:
+        cells = (c.key, c.base, c.planner, c.researcher, c.result)
+        table.add_row(*(Text(v) for v in cells))
+    out.print(table)
+    if tour.conflict_event is not None:
+        out.print(
+            f"The projector reported the manual conflict as memory.Conflict (seq "
+            f"{tour.conflict_event.seq}); a human chose the planner's value:"
+        )
+    plan = tour.resolved.memory["demo.manual.plan"]
+    out.print(
+        f"  demo.manual.plan = {plan.value_json} (memory.Resolved, seq {tour.resolved.version})",
+        markup=False,
+    )
+    out.print(f"\n[bold]Time travel[/]: memory as of seq {tour.before_contest}, before the writes:")
+    for line in _memory_lines(tour.at_before):
+        out.print(line, markup=False)
+    out.print(
+        f"\n[bold]Rollback[/] to seq {tour.before_contest} (appended as "
+        f"thread.RolledBack at seq {tour.after_rollback.version}); before:"
+    )
+    for line in _memory_lines(tour.before_rollback):
+        out.print(line, markup=False)
+    out.print("after:")
+    for line in _memory_lines(tour.after_rollback):
+        out.print(line, markup=False)
+    out.print(
+        f"Nothing was deleted: the thread keeps all {tour.history} events "
+        "(agentlog history shows which a rollback undid)."
+    )
+    out.print(
+        f"\nNext: [bold]agentlog state {escape(thread_id)}[/] · agentlog history "
+        f"{escape(thread_id)} · agentlog state {escape(thread_id)} --at {tour.before_contest}"
+        f" · agentlog verify {escape(thread_id)} · agentlog events cat {escape(thread_id)} --json"
     )

@@ -59,14 +59,19 @@ def test_demo_writes_and_shows_a_conversation(tmp_path: Path) -> None:
     assert (tmp_path / ".agentlog" / "agentlog.db").exists()
     lines = agentlog("events", "cat", "demo-test", "--json", cwd=tmp_path).stdout.splitlines()
     events = [json.loads(line) for line in lines]
-    assert [e["seq"] for e in events] == list(range(1, 13))
+    assert [e["seq"] for e in events] == list(range(1, 31))
     assert events[0]["type"] == "a2a.Message"
     assert events[0]["payload"]["role"] == "user"
+    assert [e["type"] for e in events[27:]] == [
+        "memory.Conflict",
+        "memory.Resolved",
+        "thread.RolledBack",
+    ]
     again = agentlog("demo", "--thread", "demo-test", cwd=tmp_path)
     assert again.returncode == 0
     assert (
         len(agentlog("events", "cat", "demo-test", "--json", cwd=tmp_path).stdout.splitlines())
-        == 24
+        == 60
     )
 
 
@@ -211,7 +216,7 @@ def test_threads_lists_versions(tmp_path: Path) -> None:
     agentlog("demo", "--thread", "d1", cwd=tmp_path)
     done = agentlog("events", "threads", "--json", cwd=tmp_path)
     assert [json.loads(line) for line in done.stdout.splitlines()] == [
-        {"thread_id": "d1", "tenant": "default", "version": 12, "first_position": 1}
+        {"thread_id": "d1", "tenant": "default", "version": 30, "first_position": 1}
     ]
 
 
