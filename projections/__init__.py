@@ -36,6 +36,7 @@ from projections.fold import apply_fork, apply_rollback, fold
 from projections.memory import POLICIES, KeyState, MergeRules, Policy, Write
 from projections.observe import CountingObserver, ProjectionObserver
 from projections.port import SnapshotStore
+from projections.postgres_store import PostgresSnapshotStore
 from projections.projector import Projector
 from projections.reader import DEFAULT_SNAPSHOT_EVERY, LineageTooDeep, StateReader
 from projections.serial import Snapshot, SnapshotInvalid
@@ -73,6 +74,7 @@ __all__ = [
     "Order",
     "PointNotFound",
     "Policy",
+    "PostgresSnapshotStore",
     "ProjectionClosed",
     "ProjectionError",
     "ProjectionObserver",

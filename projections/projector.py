@@ -173,7 +173,7 @@ class Projector:
         thread_id = event.thread_id
         state = self.cache.get(thread_id)
         if state is None:
-            state = await self.reader.state(thread_id)
+            state = await self.reader.load(thread_id, to_seq=event.seq - 1)
         applied = duplicates = 0
         if event.seq <= state.version:
             duplicates = 1

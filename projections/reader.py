@@ -103,6 +103,11 @@ class StateReader:
             self.cache.put(state)
         return state
 
+    async def load(self, thread_id: str, to_seq: int | None = None) -> ThreadState:
+        """The state after the thread's events up to ``to_seq`` (all when ``None``), from
+        the nearest snapshot; no cache, no checks (an unknown thread is empty)."""
+        return await self._build(thread_id, to_seq, None, 0)
+
     async def advance(self, state: ThreadState, to_seq: int | None = None) -> ThreadState:
         """``state`` with the log's later events folded in (up to ``to_seq`` if given)."""
         if to_seq is not None and to_seq <= state.version:
