@@ -16,6 +16,7 @@ import pytest
 from eventstore import EmbeddedEventLog
 from eventstore.kafka import KafkaEventLog, KafkaOptions, KafkaTopology, RetryPolicy
 from eventstore.port import EventLog
+from tests.contracts.snapshot_stores import pg_schema, snapshot_store  # noqa: F401
 
 LogFactory = Callable[..., AbstractAsyncContextManager[EventLog]]
 

@@ -123,7 +123,7 @@ async def test_immediate_writes_wait_for_the_projector(kit: Kit) -> None:
         assert projector.applied_position >= result.append.positions[0]
         lazy = await commands.set("t", "x", "2", actor="a", sync="lazy")
         assert lazy.state is None
-        with pytest.raises(SyncTimeout, match="did not apply it within 0.05 s"):
+        with pytest.raises(SyncTimeout, match=r"did not apply it within 0\.05 s"):
             await projector.wait_applied("t", 10**9, within=0.05)
         await projector.catch_up(within=30)
     assert registry.get_sample_value("agentlog_projection_sync_latency_seconds_count") == 1

@@ -63,7 +63,7 @@ async def test_state_at_seq_time_and_event_id_agree(kit: Kit) -> None:
 async def test_bad_points_are_refused_by_name(kit: Kit) -> None:
     await write(kit, "t", 3)
     await write(kit, "u", 1)
-    with pytest.raises(PointNotFound, match="seq 4.*seqs 1 to 3"):
+    with pytest.raises(PointNotFound, match=r"seq 4.*seqs 1 to 3"):
         await kit.reader.state_at("t", seq=4)
     with pytest.raises(PointNotFound, match="no event has this id"):
         await kit.reader.state_at("t", event_id="nope")
