@@ -27,6 +27,7 @@ from ops.settings import Settings
 from projections import (
     CountingObserver,
     MergeRules,
+    PostgresSnapshotStore,
     ProjectionObserver,
     Projector,
     SnapshotStore,
@@ -162,8 +163,24 @@ def _sqlite_snapshots(url: str, settings: Settings) -> SnapshotStore:
         raise ConfigError(f"snapshot store: {exc}") from None
 
 
+def _postgres_snapshots(url: str, settings: Settings) -> SnapshotStore:
+    cfg = settings.projections
+    try:
+        return PostgresSnapshotStore(
+            url,
+            schema=cfg.pg_schema,
+            min_size=cfg.pool_min,
+            max_size=cfg.pool_max,
+            max_idle=cfg.pool_idle,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"snapshot store: {exc}") from None
+
+
 SNAPSHOT_STORES: dict[str, Callable[[str, Settings], SnapshotStore]] = {
     "sqlite": _sqlite_snapshots,
+    "postgresql": _postgres_snapshots,
+    "postgres": _postgres_snapshots,
 }
 """Snapshot store URL scheme -> constructor of the store."""
 

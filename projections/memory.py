@@ -284,7 +284,14 @@ def _merge(siblings: Sequence[Write], history: Sequence[Write]) -> tuple[str | N
     if any(v is _INVALID for v in values):
         return last.value_json, kind
     base_vector = meet(*(s.vector for s in live))
-    base_writes = maximal(h for h in history if descends(base_vector, h.vector))
+    # Strictly before every live sibling: siblings with equal vectors (one actor writing
+    # twice from the same state) are not their own base, which would recurse forever.
+    base_writes = maximal(
+        h
+        for h in history
+        if descends(base_vector, h.vector)
+        and all(compare(h.vector, s.vector) is Order.BEFORE for s in live)
+    )
     base: Any = _EMPTY[kind]
     if base_writes:
         base_json, base_kind = _merge(base_writes, history)

@@ -202,10 +202,15 @@ class PostgresSnapshotStore:
         self._state = "opening"
         try:
             await self._prepare()
-            self._pool = await self._open_pool()
+            pool = await self._open_pool()
         except BaseException:
             self._state = "closed"
             raise
+        if self._state != "opening":  # aclose() ran meanwhile: it wins
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+            raise ProjectionClosed(repr(self), "closed while it was opening")
+        self._pool = pool
         self._state = "open"
         log.info("opened snapshot store %s", self._where)
         return self
