@@ -47,3 +47,13 @@ def test_readme_example_then_downstream_decoding_example(tmp_path: Path) -> None
     )
     lines = _run(consumer, tmp_path).splitlines()
     assert lines == ["1 a2a.Message None", "2 memory.Set goal", "3 a2a.Message None"]
+
+
+def test_projections_example(tmp_path: Path) -> None:
+    (example,) = _python_blocks("docs/projections.md")
+    lines = _run(example, tmp_path).splitlines()
+    assert lines == [
+        "sources = 6",
+        "as of seq 1: {'counts.sources': '3'}",
+        "after rollback: {'counts.sources': '3'} version 4",
+    ]
