@@ -153,3 +153,18 @@ def test_bad_kafka_url_names_the_problem(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "expected kafka://HOST:PORT[,HOST:PORT]" in done.stderr
     assert "'nohost' is not HOST:PORT" in done.stderr
+
+
+def test_demo_and_thread_state_on_kafka(tmp_path: Path, kafka_env: dict[str, str]) -> None:
+    done = agentlog("demo", "--thread", "d", cwd=tmp_path, env=kafka_env)
+    assert done.returncode == 0, done.stderr
+    assert "conflict: 2 siblings kept" in done.stdout
+    state = json.loads(agentlog("state", "d", "--json", cwd=tmp_path, env=kafka_env).stdout)
+    assert state["version"] == 30
+    assert state["memory"]["demo.merge.sources"]["value_json"] == "3"
+    at = json.loads(
+        agentlog("state", "d", "--at", "29", "--json", cwd=tmp_path, env=kafka_env).stdout
+    )
+    assert at["memory"]["demo.merge.sources"]["value_json"] == "6"
+    verified = agentlog("verify", "d", "--json", cwd=tmp_path, env=kafka_env)
+    assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
