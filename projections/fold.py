@@ -103,8 +103,13 @@ def fold(
     """
     builder = _Builder(state, rules)
     for index, event in enumerate(events):
+        if event.thread_id != state.thread_id:
+            _check_next(state, event)  # raises: another thread's event
         if event.seq <= builder.version:
             continue
+        # Before _needs: a rollback past a gap is a gap, not a stop.
+        if event.seq != builder.version + 1:
+            raise GapInThread(state.thread_id, builder.version + 1, event.seq)
         if _needs(builder.version, event) is not None:
             return builder.build(), index
         builder.apply(event)
@@ -242,10 +247,7 @@ class _Builder:
         return dataclasses.replace(base, **changes)
 
     def apply(self, event: RecordedEvent) -> None:
-        if event.thread_id != self.base.thread_id:
-            _check_next(self.base, event)  # raises: another thread's event
-        if event.seq != self.version + 1:
-            raise GapInThread(self.base.thread_id, self.version + 1, event.seq)
+        # fold checked the thread and the seq
         self.version = event.seq
         self.updated_at = event.occurred_at
         self.high_time = _later(self.high_time, event.occurred_at)

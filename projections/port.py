@@ -1,15 +1,18 @@
 """The ``SnapshotStore`` port: where projections keep snapshots and checkpoints.
 
 Snapshots are a cache of thread state (the log is the truth): losing one costs a longer
-replay, never correctness. Stores keep every snapshot they are given (time travel starts
-from the nearest one at or before a point), and a checkpoint per projector name (the log
-position up to which that projector has processed events). Adapters:
+replay, never correctness. A snapshot is a small head plus content-addressed chunks (see
+:mod:`projections.serial`), which snapshots share. Stores keep every snapshot they are
+given (time travel starts from the nearest one at or before a point), every chunk, and a
+checkpoint per projector name (the log position up to which that projector has processed
+events). Adapters:
 :class:`~projections.sqlite_store.SqliteSnapshotStore` (embedded default) and
 :class:`~projections.postgres_store.PostgresSnapshotStore` (psycopg 3, pooled).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
@@ -44,7 +47,9 @@ class SnapshotStore(Protocol):
         ...
 
     async def save(self, snapshot: Snapshot) -> None:
-        """Store ``snapshot``; one of the same thread, seq and rules digest is replaced.
+        """Store ``snapshot`` and the chunks it carries, in one transaction; a snapshot of
+        the same thread, seq and rules digest is replaced, a chunk already stored is kept
+        (chunks are named by their content).
 
         Concurrency: safe from many tasks and processes; the last save of a key wins (they
         hold equal states, since a state is a function of the log). Durable on return.
@@ -65,7 +70,17 @@ class SnapshotStore(Protocol):
         """The newest snapshot of the thread under these rules with ``seq <= max_seq`` and
         ``high_time <= until`` (each bound only if given); ``None`` if there is none.
 
-        The body is returned as stored; decoding and checking it is the caller's job.
+        The body is returned as stored, without chunks (see :meth:`load_chunks`);
+        decoding and checking it is the caller's job.
+
+        Raises:
+            SnapshotStoreError: the store failed.
+        """
+        ...
+
+    async def load_chunks(self, digests: Sequence[str]) -> dict[str, bytes]:
+        """The stored chunks among ``digests`` (digest -> compressed chunk); missing ones
+        are left out.
 
         Raises:
             SnapshotStoreError: the store failed.
@@ -100,7 +115,9 @@ class SnapshotStore(Protocol):
         ...
 
     async def clear(self, thread_id: str | None = None) -> int:
-        """Delete the snapshots of one thread (or all, and every checkpoint): a rebuild.
+        """Delete the snapshots of one thread (or all, with every chunk and checkpoint).
+
+        Chunks may be shared between threads, so clearing one thread keeps them.
 
         Returns:
             How many snapshots were deleted.

@@ -43,7 +43,7 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -75,6 +75,7 @@ _DDL = (
     " body bytea NOT NULL, PRIMARY KEY (thread_id, rules, seq))",
     "CREATE TABLE IF NOT EXISTS {schema}.checkpoints ("
     " name text PRIMARY KEY, position bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {schema}.chunks (digest text PRIMARY KEY, body bytea NOT NULL)",
 )
 
 
@@ -189,6 +190,13 @@ class PostgresSnapshotStore:
             ident
         )
         self._q_clear_all = sql.SQL("DELETE FROM {}.snapshots").format(ident)
+        self._q_clear_chunks = sql.SQL("DELETE FROM {}.chunks").format(ident)
+        self._q_save_chunk = sql.SQL(
+            "INSERT INTO {}.chunks (digest, body) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        ).format(ident)
+        self._q_chunks = sql.SQL(
+            "SELECT digest, body FROM {}.chunks WHERE digest = ANY(%s)"
+        ).format(ident)
         self._q_clear_checkpoints = sql.SQL("DELETE FROM {}.checkpoints").format(ident)
 
     def __repr__(self) -> str:
@@ -239,8 +247,10 @@ class PostgresSnapshotStore:
 
     async def _create_tables(self, conn: _Connection) -> None:
         ident = sql.Identifier(self.schema)
-        tables = sql.SQL("SELECT to_regclass(%s), to_regclass(%s)")
-        names = (f"{ident.as_string(conn)}.snapshots", f"{ident.as_string(conn)}.checkpoints")
+        tables = sql.SQL("SELECT to_regclass(%s), to_regclass(%s), to_regclass(%s)")
+        names = tuple(
+            f"{ident.as_string(conn)}.{table}" for table in ("snapshots", "checkpoints", "chunks")
+        )
         row = await (await conn.execute(tables, names)).fetchone()
         if row is not None and None not in row:
             return
@@ -331,6 +341,9 @@ class PostgresSnapshotStore:
     async def save(self, snapshot: Snapshot) -> None:
         doing = f"saving the snapshot of {snapshot.thread_id!r} at seq {snapshot.seq}"
         async with self._connection(doing) as conn:
+            if snapshot.chunks:
+                async with conn.cursor() as cur:
+                    await cur.executemany(self._q_save_chunk, list(snapshot.chunks.items()))
             await conn.execute(
                 self._q_save,
                 (
@@ -343,6 +356,15 @@ class PostgresSnapshotStore:
                     snapshot.body,
                 ),
             )
+
+    async def load_chunks(self, digests: Sequence[str]) -> dict[str, bytes]:
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        async with self._connection(f"reading {len(wanted)} snapshot chunks") as conn:
+            cur = await conn.execute(self._q_chunks, (wanted,))
+            rows = await cur.fetchall()
+        return {str(d): bytes(b) for d, b in rows}
 
     async def latest(
         self,
@@ -399,6 +421,7 @@ class PostgresSnapshotStore:
         async with self._connection("deleting all snapshots and checkpoints") as conn:
             cur = await conn.execute(self._q_clear_all)
             deleted = max(cur.rowcount, 0)
+            await conn.execute(self._q_clear_chunks)
             await conn.execute(self._q_clear_checkpoints)
         return deleted
 

@@ -13,8 +13,10 @@ from the thread's first event.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from eventstore.envelope import RecordedEvent
@@ -25,7 +27,14 @@ from projections.fold import apply_fork, apply_rollback, fold, needs
 from projections.memory import MergeRules
 from projections.observe import CountingObserver, ProjectionObserver
 from projections.port import SnapshotStore
-from projections.serial import SnapshotInvalid, decode, encode
+from projections.serial import (
+    ChunkCache,
+    Snapshot,
+    SnapshotInvalid,
+    decode,
+    encode,
+    needed_chunks,
+)
 from projections.state import ThreadState
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,7 @@ class StateReader:
         cache: Hot live states; ``None`` for no cache.
         save_snapshots: Whether folds save snapshots into ``store``.
         observer: Told about snapshots saved and rejected.
+        chunks: Decoded and encoded snapshot chunks to reuse (default: a cache of 4096).
 
     Concurrency: safe to use from many tasks of one event loop.
     """
@@ -72,6 +82,7 @@ class StateReader:
         cache: StateCache | None = None,
         save_snapshots: bool = True,
         observer: ProjectionObserver | None = None,
+        chunks: ChunkCache | None = None,
     ) -> None:
         if snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 or more, got {snapshot_every}")
@@ -82,6 +93,8 @@ class StateReader:
         self.cache = cache
         self.save_snapshots = save_snapshots and store is not None and snapshot_every > 0
         self.observer: ProjectionObserver = observer or CountingObserver()
+        self.chunks = chunks if chunks is not None else ChunkCache()
+        self._stored: OrderedDict[str, None] = OrderedDict()  # chunks known to be stored
         self.snapshots_loaded = 0
 
     # --- the live state ----------------------------------------------------------------
@@ -207,7 +220,7 @@ class StateReader:
             if snapshot is None:
                 return ThreadState(thread_id=thread_id)
             try:
-                state = decode(snapshot)
+                state = await self.decode_snapshot(snapshot)
             except SnapshotInvalid as exc:
                 self.observer.snapshot_rejected(thread_id, exc.detail)
                 log.warning("ignoring a snapshot, rebuilding from the log instead: %s", exc)
@@ -270,10 +283,34 @@ class StateReader:
         """
         return await self._fold_events(state, events, 0)
 
+    async def decode_snapshot(self, snapshot: Snapshot) -> ThreadState:
+        """The state in ``snapshot``, fetching the chunks it needs from the store.
+
+        Raises:
+            SnapshotInvalid: the snapshot is damaged, of another format, or a chunk is
+                missing or damaged.
+        """
+        missing = needed_chunks(snapshot, self.chunks)
+        fetched = await self.store.load_chunks(missing) if missing and self.store else {}
+        state = decode(snapshot, self.chunks, fetched)
+        self._known(fetched)
+        return state
+
+    def _known(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            self._stored[digest] = None
+            self._stored.move_to_end(digest)
+        while len(self._stored) > 4 * self.chunks.max_chunks:
+            self._stored.popitem(last=False)
+
     async def save(self, state: ThreadState) -> None:
-        """Save a snapshot of ``state`` (if this reader saves snapshots)."""
+        """Save a snapshot of ``state`` (if this reader saves snapshots); chunks this
+        reader stored or loaded before are not sent again."""
         if not self.save_snapshots or self.store is None or state.version == 0:
             return
-        snapshot = encode(state, self.rules.digest)
-        await self.store.save(snapshot)
-        self.observer.snapshot_saved(state.thread_id, state.version, len(snapshot.body))
+        snapshot = encode(state, self.rules.digest, self.chunks)
+        new = {d: b for d, b in snapshot.chunks.items() if d not in self._stored}
+        await self.store.save(dataclasses.replace(snapshot, chunks=new))
+        self._known(snapshot.chunks)
+        size = len(snapshot.body) + sum(len(b) for b in new.values())
+        self.observer.snapshot_saved(state.thread_id, state.version, size)

@@ -1,13 +1,25 @@
-"""Snapshots of thread state as bytes: versioned, compressed, checksummed.
+"""Snapshots of thread state as bytes: versioned, compressed, checksummed, chunked.
 
-A snapshot body is the state as JSON (every field by name, bytes as base64), compressed
-with zlib. The store keeps, beside the body, the format version, a BLAKE2b checksum of the
-body, and the digest of the merge rules the state was folded under. :func:`decode` refuses
-a body whose checksum or format does not match with :class:`SnapshotInvalid`; stores skip
-such snapshots (with a warning) and the state is rebuilt from the log.
+A thread's state grows with its history (every message, task and routing decision), and
+most of it does not change from one snapshot to the next. So a snapshot is two things:
+
+* a *head* (``Snapshot.body``): the state without its conversation, tasks and routing, plus
+  the digests of the chunks that hold those, as JSON compressed with zlib, with a BLAKE2b
+  checksum, the format version and the merge-rules digest beside it;
+* *chunks*: the conversation and routing in runs of :data:`CHUNK_SIZE` entries (by
+  position) and the tasks in runs of :data:`CHUNK_SIZE` (in the state's order), each a
+  compressed JSON array named by the BLAKE2b digest of its content. A chunk is stored
+  once, however many snapshots (or forks) share it, and checked against its name on load.
+
+A :class:`ChunkCache` keeps decoded chunks (by digest) and the digests of chunks it has
+encoded (by the identity of their entries, which are immutable), so loading the next
+snapshot of a hot thread decodes only its head and the chunks that changed, and saving
+one encodes only those. :func:`decode` refuses a damaged head, an unknown format, or a
+missing or damaged chunk with :class:`SnapshotInvalid`; readers then skip the snapshot
+(with a warning) and rebuild from an older one or the log.
 
 ``FORMAT`` changes whenever the state's shape changes, so an old snapshot is never read as
-a new state: it is ignored and rebuilt.
+a new state: it is ignored and rebuilt. No I/O here.
 """
 
 from __future__ import annotations
@@ -15,18 +27,38 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import zlib
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from projections.errors import ProjectionError
-from projections.state import ThreadState
+from projections.state import ConversationEntry, RoutingRecord, TaskView, ThreadState
 
-FORMAT = 1
-"""The snapshot format this code writes and reads."""
+FORMAT = 2
+"""The snapshot format this code writes and reads (1: one body, no chunks)."""
+CHUNK_SIZE = 64
+"""Entries per chunk."""
 
 _STATE = TypeAdapter(ThreadState)
+_PARTS: dict[str, TypeAdapter[Any]] = {
+    "conversation": TypeAdapter(list[ConversationEntry]),
+    "tasks": TypeAdapter(list[TaskView]),
+    "routing": TypeAdapter(list[RoutingRecord]),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Head:
+    state: ThreadState
+    conversation: tuple[str, ...]
+    tasks: tuple[str, ...]
+    routing: tuple[str, ...]
+
+
+_HEAD = TypeAdapter(_Head)
 
 
 class SnapshotInvalid(ProjectionError):
@@ -41,7 +73,7 @@ class SnapshotInvalid(ProjectionError):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
-    """A stored snapshot: the state of ``thread_id`` at ``seq``, encoded.
+    """A snapshot: the state of ``thread_id`` at ``seq``, encoded.
 
     Attributes:
         thread_id: The thread.
@@ -51,7 +83,9 @@ class Snapshot:
         rules_digest: The merge rules it was folded under.
         format: Its format version.
         checksum: BLAKE2b-128 of ``body``, hex.
-        body: The compressed state.
+        body: The compressed head.
+        chunks: Chunks to store with it, digest -> compressed chunk (those the store may
+            not have yet; empty on snapshots read back from a store).
     """
 
     thread_id: str
@@ -61,16 +95,111 @@ class Snapshot:
     format: int
     checksum: str
     body: bytes
+    chunks: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
 
 def checksum(body: bytes) -> str:
-    """The checksum stored beside a body."""
+    """The checksum stored beside a head."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def encode(state: ThreadState, rules_digest: str) -> Snapshot:
-    """Encode ``state`` as a snapshot (zlib level 1: fast, about 3x smaller here)."""
-    body = zlib.compress(_STATE.dump_json(state), 1)
+def chunk_digest(content: bytes) -> str:
+    """The name of a chunk: BLAKE2b-128 of its uncompressed content, hex."""
+    return hashlib.blake2b(content, digest_size=16).hexdigest()
+
+
+class ChunkCache:
+    """Decoded chunks by digest, and encoded chunks by the identity of their entries.
+
+    Args:
+        max_chunks: Most chunks of each kind kept (least recently used out first).
+
+    Not thread-safe; entries are immutable, so sharing them between states is safe.
+    """
+
+    def __init__(self, max_chunks: int = 4096) -> None:
+        if max_chunks < 1:
+            raise ValueError(f"max_chunks must be at least 1, got {max_chunks}")
+        self.max_chunks = max_chunks
+        self._decoded: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._encoded: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], str, bytes]] = (
+            OrderedDict()
+        )
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._decoded
+
+    def decoded(self, digest: str) -> tuple[Any, ...] | None:
+        """The entries of a decoded chunk, if cached."""
+        entries = self._decoded.get(digest)
+        if entries is not None:
+            self._decoded.move_to_end(digest)
+        return entries
+
+    def remember(self, digest: str, entries: tuple[Any, ...], blob: bytes | None) -> None:
+        """Keep a chunk's decoded entries (and, with ``blob``, its encoding)."""
+        self._decoded[digest] = entries
+        self._decoded.move_to_end(digest)
+        if blob is not None:
+            self._remember_encoding(entries, digest, blob)
+        while len(self._decoded) > self.max_chunks:
+            self._decoded.popitem(last=False)
+
+    def encoding(self, entries: tuple[Any, ...]) -> tuple[str, bytes] | None:
+        """The digest and blob of a chunk of exactly these entry objects, if encoded."""
+        found = self._encoded.get(tuple(map(id, entries)))
+        if found is None:
+            return None
+        self._encoded.move_to_end(tuple(map(id, entries)))
+        return found[1], found[2]
+
+    def _remember_encoding(self, entries: tuple[Any, ...], digest: str, blob: bytes) -> None:
+        # The entries are held, so their ids cannot be reused while the key exists.
+        key = tuple(map(id, entries))
+        self._encoded[key] = (entries, digest, blob)
+        self._encoded.move_to_end(key)
+        while len(self._encoded) > self.max_chunks:
+            self._encoded.popitem(last=False)
+
+
+def _chunks(items: Sequence[Any]) -> list[tuple[Any, ...]]:
+    return [tuple(items[i : i + CHUNK_SIZE]) for i in range(0, len(items), CHUNK_SIZE)]
+
+
+def _encode_part(
+    part: str, items: Sequence[Any], cache: ChunkCache, blobs: dict[str, bytes]
+) -> tuple[str, ...]:
+    digests = []
+    for chunk in _chunks(items):
+        known = cache.encoding(chunk)
+        if known is None:
+            content = _PARTS[part].dump_json(list(chunk))
+            digest, blob = chunk_digest(content), zlib.compress(content, 1)
+            cache.remember(digest, chunk, blob)
+        else:
+            digest, blob = known
+        blobs[digest] = blob
+        digests.append(digest)
+    return tuple(digests)
+
+
+def encode(state: ThreadState, rules_digest: str, cache: ChunkCache | None = None) -> Snapshot:
+    """Encode ``state`` as a snapshot whose ``chunks`` hold every chunk it names.
+
+    Args:
+        state: The state.
+        rules_digest: The digest of the merge rules it was folded under.
+        cache: Chunks encoded before are not encoded again (default: a fresh cache).
+    """
+    cache = cache if cache is not None else ChunkCache()
+    blobs: dict[str, bytes] = {}
+    head = _Head(
+        state=dataclasses.replace(state, conversation=(), tasks={}, routing=()),
+        conversation=_encode_part("conversation", state.conversation, cache, blobs),
+        tasks=_encode_part("tasks", list(state.tasks.values()), cache, blobs),
+        routing=_encode_part("routing", state.routing, cache, blobs),
+    )
+    body = zlib.compress(_HEAD.dump_json(head), 1)
     return Snapshot(
         thread_id=state.thread_id,
         seq=state.version,
@@ -79,30 +208,90 @@ def encode(state: ThreadState, rules_digest: str) -> Snapshot:
         format=FORMAT,
         checksum=checksum(body),
         body=body,
+        chunks=blobs,
     )
 
 
-def decode(snapshot: Snapshot) -> ThreadState:
-    """The state a snapshot holds.
-
-    Raises:
-        SnapshotInvalid: wrong checksum, unknown format, a body that does not decompress
-            or parse, or a state of another thread or seq than the snapshot claims.
-    """
+def _head(snapshot: Snapshot) -> _Head:
     where = (snapshot.thread_id, snapshot.seq)
     if snapshot.format != FORMAT:
         raise SnapshotInvalid(*where, f"format {snapshot.format}, this version reads {FORMAT}")
     if checksum(snapshot.body) != snapshot.checksum:
         raise SnapshotInvalid(*where, "checksum mismatch (the stored body is damaged)")
     try:
-        state = _STATE.validate_json(zlib.decompress(snapshot.body))
+        head = _HEAD.validate_json(zlib.decompress(snapshot.body))
     except (zlib.error, ValidationError) as exc:
         raise SnapshotInvalid(*where, f"body does not decode: {exc}") from exc
+    state = head.state
     if state.thread_id != snapshot.thread_id or state.version != snapshot.seq:
         raise SnapshotInvalid(
             *where, f"body holds thread {state.thread_id!r} at seq {state.version}"
         )
-    return state
+    return head
+
+
+def needed_chunks(snapshot: Snapshot, cache: ChunkCache | None = None) -> list[str]:
+    """The digests of the chunks :func:`decode` needs that neither the snapshot nor the
+    cache holds (fetch them from the store).
+
+    Raises:
+        SnapshotInvalid: the head is damaged or of an unknown format.
+    """
+    head = _head(snapshot)
+    wanted = dict.fromkeys((*head.conversation, *head.tasks, *head.routing))
+    return [d for d in wanted if d not in snapshot.chunks and (cache is None or d not in cache)]
+
+
+def decode(
+    snapshot: Snapshot,
+    cache: ChunkCache | None = None,
+    fetched: Mapping[str, bytes] | None = None,
+) -> ThreadState:
+    """The state a snapshot holds.
+
+    Args:
+        snapshot: The snapshot.
+        cache: Decoded chunks to reuse, and where newly decoded ones are kept.
+        fetched: Chunks read from the store (see :func:`needed_chunks`).
+
+    Raises:
+        SnapshotInvalid: wrong checksum, unknown format, a head that does not decompress
+            or parse, a state of another thread or seq than the snapshot claims, or a
+            chunk that is missing, damaged or does not fit.
+    """
+    head = _head(snapshot)
+    cache = cache if cache is not None else ChunkCache()
+    blobs = {**snapshot.chunks, **(fetched or {})}
+    where = (snapshot.thread_id, snapshot.seq)
+
+    def part(name: str, digests: tuple[str, ...]) -> list[Any]:
+        items: list[Any] = []
+        for digest in digests:
+            entries = cache.decoded(digest)
+            if entries is None:
+                blob = blobs.get(digest)
+                if blob is None:
+                    raise SnapshotInvalid(*where, f"{name} chunk {digest} is missing")
+                try:
+                    content = zlib.decompress(blob)
+                    if chunk_digest(content) != digest:
+                        raise SnapshotInvalid(*where, f"{name} chunk {digest} is damaged")
+                    entries = tuple(_PARTS[name].validate_json(content))
+                except (zlib.error, ValidationError) as exc:
+                    raise SnapshotInvalid(
+                        *where, f"{name} chunk {digest} does not decode: {exc}"
+                    ) from exc
+                cache.remember(digest, entries, blob)
+            items.extend(entries)
+        return items
+
+    tasks: list[TaskView] = part("tasks", head.tasks)
+    return dataclasses.replace(
+        head.state,
+        conversation=tuple(part("conversation", head.conversation)),
+        tasks={t.task_id: t for t in tasks},
+        routing=tuple(part("routing", head.routing)),
+    )
 
 
 def to_json(state: ThreadState) -> dict[str, Any]:

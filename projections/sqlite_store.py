@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +34,7 @@ _DDL = (
     " checksum TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (thread_id, rules, seq))"
     " WITHOUT ROWID",
     "CREATE TABLE checkpoints (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+    "CREATE TABLE chunks (digest TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID",
 )
 
 
@@ -142,20 +144,65 @@ class SqliteSnapshotStore:
 
         return await anyio.to_thread.run_sync(call)
 
+    async def _transaction(
+        self, doing: str, steps: list[tuple[str, list[tuple[Any, ...]]]]
+    ) -> None:
+        if self._con is None:
+            raise ProjectionClosed(repr(self), self._state)
+        con = self._con
+
+        def call() -> None:
+            with self._lock:
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement, rows in steps:
+                            if rows:
+                                con.executemany(statement, rows)
+                        con.execute("COMMIT")
+                    except BaseException:
+                        con.execute("ROLLBACK")
+                        raise
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        raise SnapshotStoreUnavailable(str(self.path), f"{doing}: {exc}") from exc
+                    raise SnapshotStoreError(str(self.path), f"{doing}: {exc}") from exc
+                except sqlite3.Error as exc:
+                    raise SnapshotStoreError(str(self.path), f"{doing}: {exc}") from exc
+
+        await anyio.to_thread.run_sync(call)
+
     async def save(self, snapshot: Snapshot) -> None:
-        await self._run(
-            f"saving the snapshot of {snapshot.thread_id!r} at seq {snapshot.seq}",
-            "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                snapshot.thread_id,
-                snapshot.rules_digest,
-                snapshot.seq,
-                _ms(snapshot.high_time),
-                snapshot.format,
-                snapshot.checksum,
-                snapshot.body,
-            ),
+        row = (
+            snapshot.thread_id,
+            snapshot.rules_digest,
+            snapshot.seq,
+            _ms(snapshot.high_time),
+            snapshot.format,
+            snapshot.checksum,
+            snapshot.body,
         )
+        chunks = list(snapshot.chunks.items())
+        await self._transaction(
+            f"saving the snapshot of {snapshot.thread_id!r} at seq {snapshot.seq}",
+            [
+                ("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks),
+                ("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", [row]),
+            ],
+        )
+
+    async def load_chunks(self, digests: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        wanted = sorted(set(digests))
+        for i in range(0, len(wanted), 500):
+            part = wanted[i : i + 500]
+            rows = await self._run(
+                f"reading {len(part)} snapshot chunks",
+                f"SELECT digest, body FROM chunks WHERE digest IN ({','.join('?' * len(part))})",
+                tuple(part),
+            )
+            found.update((str(d), bytes(b)) for d, b in rows)
+        return found
 
     async def latest(
         self,
@@ -226,5 +273,6 @@ class SqliteSnapshotStore:
             )
             return len(rows)
         rows = await self._run("deleting all snapshots", "DELETE FROM snapshots RETURNING 1")
+        await self._run("deleting snapshot chunks", "DELETE FROM chunks")
         await self._run("deleting checkpoints", "DELETE FROM checkpoints")
         return len(rows)

@@ -19,7 +19,7 @@ from typing import Any
 from projections.errors import NothingToRollBack, ThreadNotFound
 from projections.port import SnapshotStore
 from projections.reader import StateReader
-from projections.serial import SnapshotInvalid, decode, to_json
+from projections.serial import SnapshotInvalid, to_json
 from projections.state import ThreadState
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ async def verify(
         if snapshot is None or snapshot.seq != seq:
             continue
         try:
-            if decode(snapshot) != rebuilt[seq]:
+            if await reader.decode_snapshot(snapshot) != rebuilt[seq]:
                 bad.append(seq)
         except SnapshotInvalid:
             bad.append(seq)

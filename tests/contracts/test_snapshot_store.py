@@ -6,6 +6,7 @@ pool, its arguments, and how it reports an unreachable or failing server.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -37,7 +38,7 @@ from projections import (
     ThreadState,
     fold,
 )
-from projections.serial import checksum, decode, encode
+from projections.serial import SnapshotInvalid, checksum, decode, encode
 from tests.contracts.snapshot_stores import pg_dsn, unopened_like
 
 pytestmark = pytest.mark.anyio
@@ -128,9 +129,32 @@ async def test_save_then_latest_round_trips_every_field(snapshot_store: Snapshot
     snapshot = encode(state, RULES.digest)
     await snapshot_store.save(snapshot)
     got = await snapshot_store.latest("t-round", RULES.digest)
-    assert got == snapshot
+    assert snapshot.chunks  # the conversation and tasks travel as chunks
+    assert got == dataclasses.replace(snapshot, chunks={})
     assert got.high_time is not None and got.high_time.utcoffset() == timedelta(0)
-    assert decode(got) == state
+    assert await snapshot_store.load_chunks([*snapshot.chunks, "no-such-chunk"]) == dict(
+        snapshot.chunks
+    )
+    assert decode(got, fetched=await snapshot_store.load_chunks(list(snapshot.chunks))) == state
+    with pytest.raises(SnapshotInvalid, match=r"chunk .* is missing"):
+        decode(got)
+
+
+async def test_chunks_are_stored_once_and_shared(snapshot_store: SnapshotStore) -> None:
+    state = folded("t-share")
+    first = encode(state, RULES.digest)
+    await snapshot_store.save(first)
+    later = encode(dataclasses.replace(state, version=state.version + 1), RULES.digest)
+    assert set(later.chunks) == set(first.chunks)  # same content, same names
+    await snapshot_store.save(dataclasses.replace(later, chunks={}))
+    got = await snapshot_store.latest("t-share", RULES.digest)
+    assert got is not None and got.seq == state.version + 1
+    fetched = await snapshot_store.load_chunks(list(first.chunks))
+    assert decode(got, fetched=fetched).conversation == state.conversation
+    assert await snapshot_store.clear("t-share") == 2
+    assert await snapshot_store.load_chunks(list(first.chunks)) == dict(first.chunks)
+    await snapshot_store.clear()
+    assert await snapshot_store.load_chunks(list(first.chunks)) == {}
 
 
 async def test_binary_bodies_survive_byte_for_byte(snapshot_store: SnapshotStore) -> None:

@@ -24,7 +24,7 @@ from eventstore.payloads import (
     ThreadRolledBack,
 )
 from projections import CountingObserver, MergeRules, SnapshotStore, StateReader
-from projections.serial import checksum, decode
+from projections.serial import checksum
 from tests.contracts.snapshot_stores import pg_schema, snapshot_store, tamper  # noqa: F401
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +109,7 @@ async def test_a_damaged_snapshot_is_skipped_and_the_state_rebuilt(
     for seq in (20, 30):
         healed = await snapshot_store.latest(THREAD, RULES.digest, max_seq=seq)
         assert healed is not None and healed.seq == seq
-        assert decode(healed) == await reader.scratch(THREAD, to_seq=seq)
+        assert await reader.decode_snapshot(healed) == await reader.scratch(THREAD, to_seq=seq)
 
 
 async def test_every_snapshot_damaged_falls_back_to_the_first_event(
