@@ -46,10 +46,13 @@ class Record:
 
     __slots__ = ()
     AVRO_NAME: ClassVar[str]
-    # Where payloads are validated from JSON (CLI, REST): unknown fields are errors and
-    # bytes travel as base64.
+    # Where payloads are validated from JSON (CLI, REST): unknown fields are errors, bytes
+    # travel as base64, and non-finite floats as strings (they read back as floats).
     __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(
-        extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+        extra="forbid",
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        ser_json_inf_nan="strings",  # JSON has no infinity: "Infinity", "-Infinity", "NaN"
     )
 
 

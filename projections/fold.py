@@ -204,7 +204,6 @@ class _Builder:
         "base",
         "conversation",
         "high_time",
-        "lineage",
         "memory",
         "routing",
         "rules",
@@ -223,7 +222,6 @@ class _Builder:
         self.memory: dict[str, KeyState] | None = None
         self.tasks: dict[str, TaskView] | None = None
         self.routing: list[RoutingRecord] | None = None
-        self.lineage = state.lineage
 
     def build(self) -> ThreadState:
         base = self.base
@@ -242,8 +240,6 @@ class _Builder:
             changes["tasks"] = self.tasks
         if self.routing is not None:
             changes["routing"] = tuple(self.routing)
-        if self.lineage is not base.lineage:
-            changes["lineage"] = self.lineage
         return dataclasses.replace(base, **changes)
 
     def apply(self, event: RecordedEvent) -> None:
