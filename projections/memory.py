@@ -35,6 +35,7 @@ writes agree on every key whatever the order they saw them in, duplicates includ
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 import json
@@ -43,7 +44,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 from eventstore.payloads import ValueKind
-from projections.vectors import Order, compare, descends, meet
+from projections.vectors import Order, compare, descends, meet, normalized
 
 Policy = Literal["last-write-wins", "merge", "manual"]
 """The merge policies (see the module docstring)."""
@@ -193,7 +194,7 @@ def apply_write(current: KeyState | None, write: Write, key: str, policy: Policy
     if any(s.event_id == write.event_id for s in siblings):
         return current  # type: ignore[return-value]  # a sibling exists, so current is set
     keep_history = policy == "merge"
-    if keep_history and any(h.event_id == write.event_id for h in history):
+    if keep_history and _find(history, write) is not None:
         return current  # type: ignore[return-value]
     kept: list[Write] = []
     stale = False
@@ -206,7 +207,7 @@ def apply_write(current: KeyState | None, write: Write, key: str, policy: Policy
         kept.append(sibling)
     if not stale:
         kept.append(write)
-    new_history = _sorted((*history, write)) if keep_history else ()
+    new_history = _inserted(history, write) if keep_history else ()
     if stale and current is not None and not keep_history:
         return current
     return resolve(key, policy, _sorted(kept), new_history)
@@ -252,14 +253,38 @@ def resolve(
 
 
 def maximal(writes: Iterable[Write]) -> tuple[Write, ...]:
-    """The writes no other write of the collection dominates, in last-write-wins order."""
-    pool = list({w.event_id: w for w in writes}.values())
-    out = [
-        w
-        for w in pool
-        if not any(compare(w.vector, o.vector) is Order.BEFORE for o in pool if o is not w)
-    ]
+    """The writes no other write of the collection dominates, in last-write-wins order.
+
+    A dominating vector has a greater sum of counters, so writes are taken by falling sum
+    and each is checked against the maximal ones found so far only: one that a
+    non-maximal write dominates is dominated by a maximal one too (transitivity).
+    """
+    pool = sorted(
+        {w.event_id: w for w in writes}.values(), key=lambda w: sum(w.vector.values()), reverse=True
+    )
+    out: list[Write] = []
+    for w in pool:
+        if not any(compare(w.vector, m.vector) is Order.BEFORE for m in out):
+            out.append(w)
     return _sorted(out)
+
+
+def _find(history: tuple[Write, ...], write: Write) -> int | None:
+    """Index of ``write`` in a history sorted by ``order_key`` (which ends with the event
+    id, so equal keys mean the same event)."""
+    i = bisect.bisect_left(history, write.order_key, key=_order_key)
+    if i < len(history) and history[i].order_key == write.order_key:
+        return i
+    return None
+
+
+def _inserted(history: tuple[Write, ...], write: Write) -> tuple[Write, ...]:
+    i = bisect.bisect_right(history, write.order_key, key=_order_key)
+    return (*history[:i], write, *history[i:])
+
+
+def _order_key(write: Write) -> tuple[datetime, str, str]:
+    return write.order_key
 
 
 def _sorted(writes: Iterable[Write]) -> tuple[Write, ...]:
@@ -284,13 +309,14 @@ def _merge(siblings: Sequence[Write], history: Sequence[Write]) -> tuple[str | N
     if any(v is _INVALID for v in values):
         return last.value_json, kind
     base_vector = meet(*(s.vector for s in live))
-    # Strictly before every live sibling: siblings with equal vectors (one actor writing
-    # twice from the same state) are not their own base, which would recurse forever.
+    # Strictly before every live sibling: a write at or below the meet is at or below each
+    # sibling, so only one with a sibling's very vector is left out (two writes of one
+    # actor from the same state are not their own base, which would recurse forever).
+    sibling_vectors = [normalized(s.vector) for s in live]
     base_writes = maximal(
         h
         for h in history
-        if descends(base_vector, h.vector)
-        and all(compare(h.vector, s.vector) is Order.BEFORE for s in live)
+        if descends(base_vector, h.vector) and normalized(h.vector) not in sibling_vectors
     )
     base: Any = _EMPTY[kind]
     if base_writes:

@@ -34,6 +34,7 @@ from projections.serial import (
     decode,
     encode,
     needed_chunks,
+    read_head,
 )
 from projections.state import ThreadState
 
@@ -68,6 +69,7 @@ class StateReader:
         save_snapshots: Whether folds save snapshots into ``store``.
         observer: Told about snapshots saved and rejected.
         chunks: Decoded and encoded snapshot chunks to reuse (default: a cache of 4096).
+        decoded_states: Most decoded snapshots kept, to start folds from without decoding.
 
     Concurrency: safe to use from many tasks of one event loop.
     """
@@ -83,6 +85,7 @@ class StateReader:
         save_snapshots: bool = True,
         observer: ProjectionObserver | None = None,
         chunks: ChunkCache | None = None,
+        decoded_states: int = 256,
     ) -> None:
         if snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 or more, got {snapshot_every}")
@@ -95,6 +98,10 @@ class StateReader:
         self.observer: ProjectionObserver = observer or CountingObserver()
         self.chunks = chunks if chunks is not None else ChunkCache()
         self._stored: OrderedDict[str, None] = OrderedDict()  # chunks known to be stored
+        # Decoded snapshots by (thread, rules, seq, checksum): their entries are shared
+        # with the chunk cache, so each costs little more than its head.
+        self._decoded: OrderedDict[tuple[str, str, int, str], ThreadState] = OrderedDict()
+        self.decoded_states = decoded_states
         self.snapshots_loaded = 0
 
     # --- the live state ----------------------------------------------------------------
@@ -152,16 +159,21 @@ class StateReader:
         """
         if sum(p is not None for p in (seq, at, event_id)) != 1:
             raise ValueError("give exactly one of seq, at or event_id")
-        version = await self.log.version(thread_id)
-        if version == 0:
-            raise ThreadNotFound(thread_id)
         if event_id is not None:
-            seq = await self.seq_of(thread_id, event_id)
-        if seq is not None:
-            if not 0 <= seq <= version:
-                raise PointNotFound(thread_id, f"seq {seq}", f"the thread has seqs 1 to {version}")
+            seq = await self.seq_of(thread_id, event_id)  # the thread exists, seq is in it
             return await self._build(thread_id, seq, None, 0)
-        return await self._build(thread_id, None, at, 0)
+        if seq is not None and seq < 0:
+            raise PointNotFound(thread_id, f"seq {seq}", "seqs start at 1 (0: before the first)")
+        state = await self._build(thread_id, seq, at, 0)
+        # A state short of the point means the thread ends before it (the fold read to the
+        # end); only then, and for an empty answer, is the version looked up.
+        if (seq is not None and state.version < seq) or state.version == 0:
+            version = await self.log.version(thread_id)
+            if version == 0:
+                raise ThreadNotFound(thread_id)
+            if seq is not None and seq > version:
+                raise PointNotFound(thread_id, f"seq {seq}", f"the thread has seqs 1 to {version}")
+        return state
 
     async def seq_of(self, thread_id: str, event_id: str) -> int:
         """The seq of ``event_id`` in ``thread_id``.
@@ -219,6 +231,12 @@ class StateReader:
             snapshot = await self.store.latest(thread_id, digest, max_seq=bound, until=until)
             if snapshot is None:
                 return ThreadState(thread_id=thread_id)
+            key = (thread_id, digest, snapshot.seq, snapshot.checksum)
+            cached = self._decoded.get(key)
+            if cached is not None:
+                self._decoded.move_to_end(key)
+                self.snapshots_loaded += 1
+                return cached
             try:
                 state = await self.decode_snapshot(snapshot)
             except SnapshotInvalid as exc:
@@ -227,6 +245,9 @@ class StateReader:
                 bound = snapshot.seq - 1
                 continue
             self.snapshots_loaded += 1
+            self._decoded[key] = state
+            while len(self._decoded) > self.decoded_states:
+                self._decoded.popitem(last=False)
             return state
 
     async def _fold_events(
@@ -290,9 +311,10 @@ class StateReader:
             SnapshotInvalid: the snapshot is damaged, of another format, or a chunk is
                 missing or damaged.
         """
-        missing = needed_chunks(snapshot, self.chunks)
+        head = read_head(snapshot)
+        missing = needed_chunks(snapshot, head, self.chunks)
         fetched = await self.store.load_chunks(missing) if missing and self.store else {}
-        state = decode(snapshot, self.chunks, fetched)
+        state = decode(snapshot, self.chunks, fetched, head=head)
         self._known(fetched)
         return state
 

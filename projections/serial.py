@@ -7,8 +7,9 @@ most of it does not change from one snapshot to the next. So a snapshot is two t
   the digests of the chunks that hold those, as JSON compressed with zlib, with a BLAKE2b
   checksum, the format version and the merge-rules digest beside it;
 * *chunks*: the conversation and routing in runs of :data:`CHUNK_SIZE` entries (by
-  position) and the tasks in runs of :data:`CHUNK_SIZE` (in the state's order), each a
-  compressed JSON array named by the BLAKE2b digest of its content. A chunk is stored
+  position), the tasks in runs of :data:`CHUNK_SIZE` (in the state's order), and the write
+  history of each ``merge`` key likewise, each a compressed JSON array named by the
+  BLAKE2b digest of its content. A chunk is stored
   once, however many snapshots (or forks) share it, and checked against its name on load.
 
 A :class:`ChunkCache` keeps decoded chunks (by digest) and the digests of chunks it has
@@ -35,6 +36,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from projections.errors import ProjectionError
+from projections.memory import Write
 from projections.state import ConversationEntry, RoutingRecord, TaskView, ThreadState
 
 FORMAT = 2
@@ -47,18 +49,22 @@ _PARTS: dict[str, TypeAdapter[Any]] = {
     "conversation": TypeAdapter(list[ConversationEntry]),
     "tasks": TypeAdapter(list[TaskView]),
     "routing": TypeAdapter(list[RoutingRecord]),
+    "history": TypeAdapter(list[Write]),
 }
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class _Head:
+class SnapshotHead:
+    """A snapshot's head: the state without its chunked parts, and the chunks' digests."""
+
     state: ThreadState
     conversation: tuple[str, ...]
     tasks: tuple[str, ...]
     routing: tuple[str, ...]
+    histories: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
-_HEAD = TypeAdapter(_Head)
+_HEAD_ADAPTER = TypeAdapter(SnapshotHead)
 
 
 class SnapshotInvalid(ProjectionError):
@@ -193,13 +199,21 @@ def encode(state: ThreadState, rules_digest: str, cache: ChunkCache | None = Non
     """
     cache = cache if cache is not None else ChunkCache()
     blobs: dict[str, bytes] = {}
-    head = _Head(
-        state=dataclasses.replace(state, conversation=(), tasks={}, routing=()),
+    memory = {
+        k: dataclasses.replace(v, history=()) if v.history else v for k, v in state.memory.items()
+    }
+    head = SnapshotHead(
+        state=dataclasses.replace(state, conversation=(), tasks={}, routing=(), memory=memory),
         conversation=_encode_part("conversation", state.conversation, cache, blobs),
         tasks=_encode_part("tasks", list(state.tasks.values()), cache, blobs),
         routing=_encode_part("routing", state.routing, cache, blobs),
+        histories={
+            k: _encode_part("history", v.history, cache, blobs)
+            for k, v in state.memory.items()
+            if v.history
+        },
     )
-    body = zlib.compress(_HEAD.dump_json(head), 1)
+    body = zlib.compress(_HEAD_ADAPTER.dump_json(head), 1)
     return Snapshot(
         thread_id=state.thread_id,
         seq=state.version,
@@ -212,14 +226,20 @@ def encode(state: ThreadState, rules_digest: str, cache: ChunkCache | None = Non
     )
 
 
-def _head(snapshot: Snapshot) -> _Head:
+def read_head(snapshot: Snapshot) -> SnapshotHead:
+    """Check and decode a snapshot's head.
+
+    Raises:
+        SnapshotInvalid: wrong checksum, unknown format, a head that does not decompress
+            or parse, or a state of another thread or seq than the snapshot claims.
+    """
     where = (snapshot.thread_id, snapshot.seq)
     if snapshot.format != FORMAT:
         raise SnapshotInvalid(*where, f"format {snapshot.format}, this version reads {FORMAT}")
     if checksum(snapshot.body) != snapshot.checksum:
         raise SnapshotInvalid(*where, "checksum mismatch (the stored body is damaged)")
     try:
-        head = _HEAD.validate_json(zlib.decompress(snapshot.body))
+        head = _HEAD_ADAPTER.validate_json(zlib.decompress(snapshot.body))
     except (zlib.error, ValidationError) as exc:
         raise SnapshotInvalid(*where, f"body does not decode: {exc}") from exc
     state = head.state
@@ -230,15 +250,13 @@ def _head(snapshot: Snapshot) -> _Head:
     return head
 
 
-def needed_chunks(snapshot: Snapshot, cache: ChunkCache | None = None) -> list[str]:
-    """The digests of the chunks :func:`decode` needs that neither the snapshot nor the
-    cache holds (fetch them from the store).
-
-    Raises:
-        SnapshotInvalid: the head is damaged or of an unknown format.
-    """
-    head = _head(snapshot)
-    wanted = dict.fromkeys((*head.conversation, *head.tasks, *head.routing))
+def needed_chunks(
+    snapshot: Snapshot, head: SnapshotHead, cache: ChunkCache | None = None
+) -> list[str]:
+    """The digests of the chunks ``head`` names that neither the snapshot nor the cache
+    holds (fetch them from the store)."""
+    histories = [d for digests in head.histories.values() for d in digests]
+    wanted = dict.fromkeys((*head.conversation, *head.tasks, *head.routing, *histories))
     return [d for d in wanted if d not in snapshot.chunks and (cache is None or d not in cache)]
 
 
@@ -246,6 +264,8 @@ def decode(
     snapshot: Snapshot,
     cache: ChunkCache | None = None,
     fetched: Mapping[str, bytes] | None = None,
+    *,
+    head: SnapshotHead | None = None,
 ) -> ThreadState:
     """The state a snapshot holds.
 
@@ -253,13 +273,14 @@ def decode(
         snapshot: The snapshot.
         cache: Decoded chunks to reuse, and where newly decoded ones are kept.
         fetched: Chunks read from the store (see :func:`needed_chunks`).
+        head: The snapshot's head, if :func:`read_head` decoded it already.
 
     Raises:
         SnapshotInvalid: wrong checksum, unknown format, a head that does not decompress
             or parse, a state of another thread or seq than the snapshot claims, or a
             chunk that is missing, damaged or does not fit.
     """
-    head = _head(snapshot)
+    head = head if head is not None else read_head(snapshot)
     cache = cache if cache is not None else ChunkCache()
     blobs = {**snapshot.chunks, **(fetched or {})}
     where = (snapshot.thread_id, snapshot.seq)
@@ -286,11 +307,17 @@ def decode(
         return items
 
     tasks: list[TaskView] = part("tasks", head.tasks)
+    memory = dict(head.state.memory)
+    for key, digests in head.histories.items():
+        if key not in memory:
+            raise SnapshotInvalid(*where, f"history chunks of memory key {key!r}, not in it")
+        memory[key] = dataclasses.replace(memory[key], history=tuple(part("history", digests)))
     return dataclasses.replace(
         head.state,
         conversation=tuple(part("conversation", head.conversation)),
         tasks={t.task_id: t for t in tasks},
         routing=tuple(part("routing", head.routing)),
+        memory=memory,
     )
 
 

@@ -48,8 +48,11 @@ def compare(a: VersionVector, b: VersionVector) -> Order:
         elif count < other:
             b_bigger = True
     for actor, count in b.items():
-        if actor not in a and count > 0:
-            b_bigger = True
+        if actor not in a:
+            if count > 0:
+                b_bigger = True
+            elif count < 0:
+                a_bigger = True
     if a_bigger and b_bigger:
         return Order.CONCURRENT
     if a_bigger:

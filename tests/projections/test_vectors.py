@@ -201,3 +201,8 @@ def test_zero_entries_do_not_change_the_comparison(
         assert compare({**a, actor: 0}, b) is order
     if actor not in b:
         assert compare(a, {**b, actor: 0}) is order
+
+
+def test_negative_counts_compare_the_same_both_ways() -> None:
+    assert compare({"a": -1}, {}) is Order.BEFORE
+    assert compare({}, {"a": -1}) is Order.AFTER
