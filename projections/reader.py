@@ -70,6 +70,8 @@ class StateReader:
         observer: Told about snapshots saved and rejected.
         chunks: Decoded and encoded snapshot chunks to reuse (default: a cache of 4096).
         decoded_states: Most decoded snapshots kept, to start folds from without decoding.
+        cached_events: Most decoded events kept for reads of past ranges (``state_at``,
+            rollback targets); 0 turns the cache off.
 
     Concurrency: safe to use from many tasks of one event loop.
     """
@@ -86,6 +88,7 @@ class StateReader:
         observer: ProjectionObserver | None = None,
         chunks: ChunkCache | None = None,
         decoded_states: int = 256,
+        cached_events: int = 20_000,
     ) -> None:
         if snapshot_every < 0:
             raise ValueError(f"snapshot_every must be 0 or more, got {snapshot_every}")
@@ -102,6 +105,8 @@ class StateReader:
         # with the chunk cache, so each costs little more than its head.
         self._decoded: OrderedDict[tuple[str, str, int, str], ThreadState] = OrderedDict()
         self.decoded_states = decoded_states
+        self._events: OrderedDict[tuple[str, int], RecordedEvent] = OrderedDict()
+        self.cached_events = cached_events
         self.snapshots_loaded = 0
 
     # --- the live state ----------------------------------------------------------------
@@ -217,8 +222,35 @@ class StateReader:
         state = await self._nearest(thread_id, to_seq, until)
         if to_seq is not None and state.version >= to_seq:
             return state
-        events = await self.log.read_thread(thread_id, state.version + 1, to_seq, until=until)
+        if to_seq is not None and until is None:
+            events = await self._range(thread_id, state.version + 1, to_seq)
+        else:
+            events = await self.log.read_thread(thread_id, state.version + 1, to_seq, until=until)
         return await self._fold_events(state, events, depth)
+
+    async def _range(self, thread_id: str, first: int, last: int) -> list[RecordedEvent]:
+        """Events ``first..last`` of a thread, from the event cache when it has them all.
+
+        An event at a seq never changes (the log is append-only), so a cached one is
+        always right; ranges up to the thread's end are always read from the log.
+        """
+        if not self.cached_events:
+            return await self.log.read_thread(thread_id, first, last)
+        cache = self._events
+        known: list[RecordedEvent] = []
+        seq = first
+        while seq <= last and (hit := cache.get((thread_id, seq))) is not None:
+            cache.move_to_end((thread_id, seq))
+            known.append(hit)
+            seq += 1
+        if seq > last:
+            return known
+        rest = await self.log.read_thread(thread_id, seq, last)
+        for event in rest:
+            cache[(thread_id, event.seq)] = event
+        while len(cache) > self.cached_events:
+            cache.popitem(last=False)
+        return known + rest
 
     async def _nearest(
         self, thread_id: str, to_seq: int | None, until: datetime | None
