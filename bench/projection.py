@@ -567,12 +567,13 @@ async def state_at_runs(
     """Rebuild the long log's snapshots, then time ``state_at`` at each of ``points``.
 
     Contenders: ``warm``, one reader used for every read (as in a long-lived process: its
-    snapshot chunk, decoded-snapshot and event caches warm up); ``cold``, a new reader per read (a process's first read
-    of the thread); ``nosnap``, a reader without a store; ``peer``, if given. Per point:
-    warm and the peer, and cold / nosnap every ``every[name]``-th point; the order
-    alternates point by point. The warm reader first reads the state at every snapshot,
-    untimed; every contender first reads at 3 points, untimed, and they must agree. A
-    last pass times the steps of ``state_at`` (see ``PHASES``), warm and cold.
+    snapshot chunk, decoded-snapshot and event caches warm up); ``cold``, a new reader per
+    read (a process's first read of the thread); ``nosnap``, a reader without a store or
+    event cache; ``peer``, if given. Per point: warm and the peer, and cold / nosnap every
+    ``every[name]``-th point; the order alternates point by point. The warm reader first
+    reads the state at every snapshot, untimed; every contender first reads at 3 points,
+    untimed, and they must agree. A last pass times the steps of ``state_at`` (see
+    ``PHASES``), warm and cold.
     """
     clock = time.perf_counter
     out = StateAtFigures()
