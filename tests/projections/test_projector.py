@@ -202,7 +202,8 @@ async def test_killed_projector_resumes_without_loss_or_double_application(
             _kill(proc)  # mid-stream: more events are on their way
         await stream(40, 60)
         checkpoint = await store.checkpoint("default")
-        assert 0 < checkpoint <= reached
+        # Killed mid-stream: it got somewhere, and the events appended since wait for it.
+        assert reached >= 150 and 0 < checkpoint < await log.head()
         proc = _spawn(log_path, store_path)
         try:
             head = await log.head()
