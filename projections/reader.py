@@ -13,6 +13,7 @@ from the thread's first event.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 from collections import OrderedDict
@@ -41,6 +42,7 @@ from projections.state import ThreadState
 log = logging.getLogger(__name__)
 
 DEFAULT_SNAPSHOT_EVERY = 100
+_FOLDED = ""  # the "checksum" of a remembered state this reader folded itself
 MAX_LINEAGE_DEPTH = 64
 """Most nested rollback/fork lookups one read follows (guards against forged cycles)."""
 
@@ -101,9 +103,10 @@ class StateReader:
         self.observer: ProjectionObserver = observer or CountingObserver()
         self.chunks = chunks if chunks is not None else ChunkCache()
         self._stored: OrderedDict[str, None] = OrderedDict()  # chunks known to be stored
-        # Decoded snapshots by (thread, rules, seq, checksum): their entries are shared
-        # with the chunk cache, so each costs little more than its head.
-        self._decoded: OrderedDict[tuple[str, str, int, str], ThreadState] = OrderedDict()
+        # Decoded snapshots by (thread, rules, seq) -> (checksum, state): their entries are
+        # shared with the chunk cache, so each costs little more than its head.
+        self._decoded: OrderedDict[tuple[str, str, int], tuple[str, ThreadState]] = OrderedDict()
+        self._decoded_seqs: dict[str, list[int]] = {}  # thread -> seqs in _decoded, sorted
         self.decoded_states = decoded_states
         self._events: OrderedDict[tuple[str, int], RecordedEvent] = OrderedDict()
         self.cached_events = cached_events
@@ -222,11 +225,15 @@ class StateReader:
         state = await self._nearest(thread_id, to_seq, until)
         if to_seq is not None and state.version >= to_seq:
             return state
-        if to_seq is not None and until is None:
-            events = await self._range(thread_id, state.version + 1, to_seq)
-        else:
+        if to_seq is None or until is not None:
             events = await self.log.read_thread(thread_id, state.version + 1, to_seq, until=until)
-        return await self._fold_events(state, events, depth)
+            return await self._fold_events(state, events, depth)
+        events = await self._range(thread_id, state.version + 1, to_seq)
+        state = await self._fold_events(state, events, depth)
+        if self.store is not None and events and state.version == to_seq:
+            # A past point never changes: the next read near it can start here.
+            self._remember_decoded((thread_id, self.rules.digest, to_seq), _FOLDED, state)
+        return state
 
     async def _range(self, thread_id: str, first: int, last: int) -> list[RecordedEvent]:
         """Events ``first..last`` of a thread, from the event cache when it has them all.
@@ -258,17 +265,28 @@ class StateReader:
         if self.store is None:
             return ThreadState(thread_id=thread_id)
         digest = self.rules.digest
+        if to_seq is not None and until is None and self.snapshot_every:
+            # A state this reader decoded or folded, at or after the last snapshot point
+            # before ``to_seq``, is as near as anything the store has (and any earlier
+            # state folds to the same result), so the store is not asked.
+            seqs = self._decoded_seqs.get(thread_id, [])
+            i = bisect.bisect_right(seqs, to_seq) - 1
+            if i >= 0 and seqs[i] >= to_seq - to_seq % self.snapshot_every:
+                key = (thread_id, digest, seqs[i])
+                self._decoded.move_to_end(key)
+                self.snapshots_loaded += 1
+                return self._decoded[key][1]
         bound = to_seq
         while True:
             snapshot = await self.store.latest(thread_id, digest, max_seq=bound, until=until)
             if snapshot is None:
                 return ThreadState(thread_id=thread_id)
-            key = (thread_id, digest, snapshot.seq, snapshot.checksum)
+            key = (thread_id, digest, snapshot.seq)
             cached = self._decoded.get(key)
-            if cached is not None:
+            if cached is not None and cached[0] in (snapshot.checksum, _FOLDED):
                 self._decoded.move_to_end(key)
                 self.snapshots_loaded += 1
-                return cached
+                return cached[1]
             try:
                 state = await self.decode_snapshot(snapshot)
             except SnapshotInvalid as exc:
@@ -277,10 +295,23 @@ class StateReader:
                 bound = snapshot.seq - 1
                 continue
             self.snapshots_loaded += 1
-            self._decoded[key] = state
-            while len(self._decoded) > self.decoded_states:
-                self._decoded.popitem(last=False)
+            self._remember_decoded(key, snapshot.checksum, state)
             return state
+
+    def _remember_decoded(
+        self, key: tuple[str, str, int], checksum: str, state: ThreadState
+    ) -> None:
+        if key not in self._decoded and key[1] == self.rules.digest:
+            bisect.insort(self._decoded_seqs.setdefault(key[0], []), key[2])
+        self._decoded[key] = (checksum, state)
+        self._decoded.move_to_end(key)
+        while len(self._decoded) > self.decoded_states:
+            (thread_id, _, seq), _ = self._decoded.popitem(last=False)
+            seqs = self._decoded_seqs.get(thread_id, [])
+            if seq in seqs:
+                seqs.remove(seq)
+            if not seqs:
+                self._decoded_seqs.pop(thread_id, None)
 
     async def _fold_events(
         self,
