@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from eventstore import EmbeddedEventLog
@@ -129,15 +130,26 @@ def open_log(settings: Settings, url: str | None = None) -> EventLog:
         ConfigError: unknown scheme or unusable URL.
     """
     url = url or settings.log_url()
+    return _by_scheme(BACKENDS, url, "log URL")(url, settings)
+
+
+T = TypeVar("T")
+
+
+def _by_scheme(table: Mapping[str, T], url: str, what: str) -> T:
+    """The entry of ``table`` for ``url``'s scheme.
+
+    Raises:
+        ConfigError: the scheme is not in the table (the message lists those that are).
+    """
     scheme = urlsplit(url).scheme
     try:
-        make = BACKENDS[scheme]
+        return table[scheme]
     except KeyError:
-        known = ", ".join(f"{s}://" for s in BACKENDS)
+        known = ", ".join(f"{s}://" for s in table)
         raise ConfigError(
-            f"log URL {url!r}: unknown scheme {scheme!r}; use one of {known}"
+            f"{what} {url!r}: unknown scheme {scheme!r}; use one of {known}"
         ) from None
-    return make(url, settings)
 
 
 # --- projections -------------------------------------------------------------------------
@@ -192,15 +204,7 @@ def open_snapshot_store(settings: Settings) -> SnapshotStore:
         ConfigError: unknown scheme or unusable URL.
     """
     url = settings.snapshots_url()
-    scheme = urlsplit(url).scheme
-    try:
-        make = SNAPSHOT_STORES[scheme]
-    except KeyError:
-        known = ", ".join(f"{s}://" for s in SNAPSHOT_STORES)
-        raise ConfigError(
-            f"snapshot store URL {url!r}: unknown scheme {scheme!r}; use one of {known}"
-        ) from None
-    return make(url, settings)
+    return _by_scheme(SNAPSHOT_STORES, url, "snapshot store URL")(url, settings)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
