@@ -486,9 +486,10 @@ def project(ctx: CliContext, follow: bool) -> None:
         counts = kit.reader.observer
         err.print(f"caught up at log position {head}")
         if follow:
-            while True:
+            while kit.projector.failure is None:
                 await anyio.sleep(5)
                 err.print(f"at log position {kit.projector.applied_position}")
+            fail(f"the projector stopped: {kit.projector.failure}")
         return head, int(getattr(counts, "events", 0))
 
     try:
