@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
+from eventstore.envelope import RecordedEvent
 from projections.errors import NothingToRollBack, ThreadNotFound
 from projections.port import SnapshotStore
 from projections.reader import StateReader
@@ -192,18 +195,27 @@ async def rebuild(
     if reader.cache is not None:
         reader.cache.drop()
     threads = events = 0
-    after = ""
-    while batch := await reader.log.threads(after=after):
-        for info in batch:
-            history = await reader.log.read_thread(info.thread_id)
-            state = await reader.fold_events(ThreadState(thread_id=info.thread_id), history)
+    # The next threads' events are read (in worker threads) while this one folds.
+    send, receive = anyio.create_memory_object_stream[tuple[str, list[RecordedEvent]]](2)
+
+    async def read_ahead() -> None:
+        async with send:
+            after = ""
+            while batch := await reader.log.threads(after=after):
+                for info in batch:
+                    await send.send((info.thread_id, await reader.log.read_thread(info.thread_id)))
+                after = batch[-1].thread_id
+
+    async with anyio.create_task_group() as tg, receive:
+        tg.start_soon(read_ahead)
+        async for thread_id, history in receive:
+            state = await reader.fold_events(ThreadState(thread_id=thread_id), history)
             if reader.cache is not None:
                 reader.cache.put(state)
             threads += 1
             events += len(history)
             if progress is not None:
-                progress(info.thread_id, len(history))
-        after = batch[-1].thread_id
+                progress(thread_id, len(history))
     if store is not None:
         await store.save_checkpoint(name, head)
     return RebuildResult(
