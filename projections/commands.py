@@ -57,10 +57,14 @@ class WriteResult:
 
 
 def actor_counter(state: ThreadState, actor: str) -> int:
-    """The highest counter ``actor`` has used in the thread's memory vectors."""
+    """The highest counter ``actor`` has used in the thread's memory vectors.
+
+    The siblings suffice: every write of a key is at or below one of its siblings (the
+    maximal writes), so no superseded write in a history has a higher entry.
+    """
     best = 0
     for key in state.memory.values():
-        for write in (*key.siblings, *key.history):
+        for write in key.siblings:
             best = max(best, write.vector.get(actor, 0))
     return best
 

@@ -103,9 +103,10 @@ class StateReader:
         self.observer: ProjectionObserver = observer or CountingObserver()
         self.chunks = chunks if chunks is not None else ChunkCache()
         self._stored: OrderedDict[str, None] = OrderedDict()  # chunks known to be stored
-        # Decoded snapshots by (thread, rules, seq) -> (checksum, state): their entries are
-        # shared with the chunk cache, so each costs little more than its head.
-        self._decoded: OrderedDict[tuple[str, str, int], tuple[str, ThreadState]] = OrderedDict()
+        # Decoded snapshots (and folded past states) under this reader's rules, by
+        # (thread, seq) -> (checksum, state): their entries are shared with the chunk
+        # cache, so each costs little more than its head.
+        self._decoded: OrderedDict[tuple[str, int], tuple[str, ThreadState]] = OrderedDict()
         self._decoded_seqs: dict[str, list[int]] = {}  # thread -> seqs in _decoded, sorted
         self.decoded_states = decoded_states
         self._events: OrderedDict[tuple[str, int], RecordedEvent] = OrderedDict()
@@ -200,8 +201,13 @@ class StateReader:
 
     async def scratch(self, thread_id: str, to_seq: int | None = None) -> ThreadState:
         """The state folded from the first event, using no snapshot at all (for verify)."""
+        return await self._scratch(thread_id, to_seq, 0)
+
+    async def _scratch(self, thread_id: str, to_seq: int | None, depth: int) -> ThreadState:
         events = await self.log.read_thread(thread_id, 1, to_seq)
-        return await self._fold_events(ThreadState(thread_id=thread_id), events, 0, snapshots=False)
+        return await self._fold_events(
+            ThreadState(thread_id=thread_id), events, depth, snapshots=False
+        )
 
     async def scratch_at(self, thread_id: str, seqs: Sequence[int]) -> dict[int, ThreadState]:
         """States folded from the first event (no snapshots) at each of ``seqs``."""
@@ -212,8 +218,8 @@ class StateReader:
         state = ThreadState(thread_id=thread_id)
         out: dict[int, ThreadState] = {}
         for seq in wanted:
-            chunk = [e for e in events[state.version : seq] if e.seq <= seq]
-            state = await self._fold_events(state, chunk, 0, snapshots=False)
+            # seqs are gap-free from 1, so the events after state.version start at that index
+            state = await self._fold_events(state, events[state.version : seq], 0, snapshots=False)
             out[seq] = state
         return out
 
@@ -232,7 +238,7 @@ class StateReader:
         state = await self._fold_events(state, events, depth)
         if self.store is not None and events and state.version == to_seq:
             # A past point never changes: the next read near it can start here.
-            self._remember_decoded((thread_id, self.rules.digest, to_seq), _FOLDED, state)
+            self._remember_decoded((thread_id, to_seq), _FOLDED, state)
         return state
 
     async def _range(self, thread_id: str, first: int, last: int) -> list[RecordedEvent]:
@@ -272,7 +278,7 @@ class StateReader:
             seqs = self._decoded_seqs.get(thread_id, [])
             i = bisect.bisect_right(seqs, to_seq) - 1
             if i >= 0 and seqs[i] >= to_seq - to_seq % self.snapshot_every:
-                key = (thread_id, digest, seqs[i])
+                key = (thread_id, seqs[i])
                 self._decoded.move_to_end(key)
                 self.snapshots_loaded += 1
                 return self._decoded[key][1]
@@ -281,7 +287,7 @@ class StateReader:
             snapshot = await self.store.latest(thread_id, digest, max_seq=bound, until=until)
             if snapshot is None:
                 return ThreadState(thread_id=thread_id)
-            key = (thread_id, digest, snapshot.seq)
+            key = (thread_id, snapshot.seq)
             cached = self._decoded.get(key)
             if cached is not None and cached[0] in (snapshot.checksum, _FOLDED):
                 self._decoded.move_to_end(key)
@@ -298,15 +304,13 @@ class StateReader:
             self._remember_decoded(key, snapshot.checksum, state)
             return state
 
-    def _remember_decoded(
-        self, key: tuple[str, str, int], checksum: str, state: ThreadState
-    ) -> None:
-        if key not in self._decoded and key[1] == self.rules.digest:
-            bisect.insort(self._decoded_seqs.setdefault(key[0], []), key[2])
+    def _remember_decoded(self, key: tuple[str, int], checksum: str, state: ThreadState) -> None:
+        if key not in self._decoded:
+            bisect.insort(self._decoded_seqs.setdefault(key[0], []), key[1])
         self._decoded[key] = (checksum, state)
         self._decoded.move_to_end(key)
         while len(self._decoded) > self.decoded_states:
-            (thread_id, _, seq), _ = self._decoded.popitem(last=False)
+            (thread_id, seq), _ = self._decoded.popitem(last=False)
             seqs = self._decoded_seqs.get(thread_id, [])
             if seq in seqs:
                 seqs.remove(seq)
@@ -350,10 +354,7 @@ class StateReader:
         if snapshots:
             target = await self._build(need.thread_id, need.seq, None, depth + 1)
         else:
-            events = await self.log.read_thread(need.thread_id, 1, need.seq)
-            target = await self._fold_events(
-                ThreadState(thread_id=need.thread_id), events, depth + 1, snapshots=False
-            )
+            target = await self._scratch(need.thread_id, need.seq, depth + 1)
         if need.thread_id == event.thread_id:
             return apply_rollback(state, target, event)
         return apply_fork(target, event)

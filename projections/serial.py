@@ -153,10 +153,11 @@ class ChunkCache:
 
     def encoding(self, entries: tuple[Any, ...]) -> tuple[str, bytes] | None:
         """The digest and blob of a chunk of exactly these entry objects, if encoded."""
-        found = self._encoded.get(tuple(map(id, entries)))
+        key = tuple(map(id, entries))
+        found = self._encoded.get(key)
         if found is None:
             return None
-        self._encoded.move_to_end(tuple(map(id, entries)))
+        self._encoded.move_to_end(key)
         return found[1], found[2]
 
     def _remember_encoding(self, entries: tuple[Any, ...], digest: str, blob: bytes) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -27,6 +27,7 @@ from projections.serial import Snapshot
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+T = TypeVar("T")
 
 _DDL = (
     "CREATE TABLE snapshots (thread_id TEXT NOT NULL, rules TEXT NOT NULL,"
@@ -126,15 +127,17 @@ class SqliteSnapshotStore:
         with self._lock:
             con.close()
 
-    async def _run(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def _call(self, doing: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` on the connection in a worker thread, one call at a time, with
+        sqlite3's errors translated (a locked or busy file is retriable)."""
         if self._con is None:
             raise ProjectionClosed(repr(self), self._state)
         con = self._con
 
-        def call() -> list[Any]:
+        def call() -> T:
             with self._lock:
                 try:
-                    return con.execute(sql, params).fetchall()
+                    return work(con)
                 except sqlite3.OperationalError as exc:
                     if "locked" in str(exc) or "busy" in str(exc):
                         raise SnapshotStoreUnavailable(str(self.path), f"{doing}: {exc}") from exc
@@ -144,33 +147,24 @@ class SqliteSnapshotStore:
 
         return await anyio.to_thread.run_sync(call)
 
+    async def _run(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        return await self._call(doing, lambda con: con.execute(sql, params).fetchall())
+
     async def _transaction(
         self, doing: str, steps: list[tuple[str, list[tuple[Any, ...]]]]
     ) -> None:
-        if self._con is None:
-            raise ProjectionClosed(repr(self), self._state)
-        con = self._con
+        def work(con: sqlite3.Connection) -> None:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for statement, rows in steps:
+                    if rows:
+                        con.executemany(statement, rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
-        def call() -> None:
-            with self._lock:
-                try:
-                    con.execute("BEGIN IMMEDIATE")
-                    try:
-                        for statement, rows in steps:
-                            if rows:
-                                con.executemany(statement, rows)
-                        con.execute("COMMIT")
-                    except BaseException:
-                        con.execute("ROLLBACK")
-                        raise
-                except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        raise SnapshotStoreUnavailable(str(self.path), f"{doing}: {exc}") from exc
-                    raise SnapshotStoreError(str(self.path), f"{doing}: {exc}") from exc
-                except sqlite3.Error as exc:
-                    raise SnapshotStoreError(str(self.path), f"{doing}: {exc}") from exc
-
-        await anyio.to_thread.run_sync(call)
+        await self._call(doing, work)
 
     async def save(self, snapshot: Snapshot) -> None:
         row = (
