@@ -10,7 +10,7 @@ from typing import NoReturn, TypeVar
 import anyio
 import click
 
-from eventstore import EventStoreError
+from eventstore import EventStoreError, ThreadInfo
 from eventstore.port import EventLog
 from ops.settings import Settings
 from ops.wiring import ConfigError, open_log
@@ -50,3 +50,13 @@ def run_guarded(command: click.Command) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
+
+
+async def all_threads(log: EventLog) -> list[ThreadInfo]:
+    """Every thread in the log, in id order (the log lists them a page at a time)."""
+    found: list[ThreadInfo] = []
+    after = ""
+    while batch := await log.threads(after=after):
+        found.extend(batch)
+        after = batch[-1].thread_id
+    return found

@@ -12,7 +12,7 @@ from rich.text import Text
 from eventstore import InvalidEvent, RecordedEvent, new_event
 from eventstore.jsonview import payload_from_json
 from eventstore.payloads import PAYLOAD_TYPES
-from ops.cli._context import CliContext, fail, run
+from ops.cli._context import CliContext, all_threads, fail, run
 from ops.cli._render import err, event_line, event_table, out, print_event_json, print_json
 
 _TYPES = ", ".join(PAYLOAD_TYPES)
@@ -216,12 +216,9 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
 
     async def body() -> list[tuple[str, str, int, int]]:
         async with ctx.log() as log:
-            found: list[tuple[str, str, int, int]] = []
-            after = ""
-            while batch := await log.threads(after=after):
-                found.extend((t.thread_id, t.tenant, t.version, t.first_position) for t in batch)
-                after = batch[-1].thread_id
-            return found
+            return [
+                (t.thread_id, t.tenant, t.version, t.first_position) for t in await all_threads(log)
+            ]
 
     rows = run(body)
     if as_json:

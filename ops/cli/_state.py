@@ -12,9 +12,9 @@ import anyio
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eventstore import RecordedEvent, ThreadInfo
+from eventstore import RecordedEvent
 from eventstore.jsonview import event_to_json
-from ops.cli._context import CliContext, fail, run
+from ops.cli._context import CliContext, all_threads, fail, run
 from ops.cli._events import _parse_time
 from ops.cli._render import err, out, print_json
 from ops.cli._state_view import (
@@ -252,17 +252,8 @@ def fork(
     out.print(state_view(created, messages=3))
 
 
-async def _threads_info(kit: Projections) -> list[ThreadInfo]:
-    found: list[ThreadInfo] = []
-    after = ""
-    while batch := await kit.log.threads(after=after):
-        found.extend(batch)
-        after = batch[-1].thread_id
-    return found
-
-
 async def _all_threads(kit: Projections) -> list[str]:
-    return [t.thread_id for t in await _threads_info(kit)]
+    return [t.thread_id for t in await all_threads(kit.log)]
 
 
 def _progress() -> Progress:
@@ -448,7 +439,7 @@ def rebuild_(ctx: CliContext, as_json: bool) -> None:
     """
 
     async def body(kit: Projections) -> tuple[int, int, int, float, int]:
-        total = sum(t.version for t in await _threads_info(kit))
+        total = sum(t.version for t in await all_threads(kit.log))
         with _progress() as bar:
             task = bar.add_task("rebuilding", total=total)
             result = await rebuild(kit.reader, progress=lambda _t, n: bar.advance(task, n))
