@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -164,9 +163,6 @@ class MergeRules:
 
     def policy_for(self, key: str) -> Policy:
         """The policy of ``key``."""
-        return _policy_for(self, key)
-
-    def _lookup(self, key: str) -> Policy:
         best: tuple[int, Policy] | None = None
         for pattern, policy in self.rules:
             if pattern.endswith("*"):
@@ -182,11 +178,6 @@ class MergeRules:
         """A short fingerprint; snapshots made under other rules are not reused."""
         text = json.dumps([self.default, [list(r) for r in self.rules]])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@functools.lru_cache(maxsize=4096)
-def _policy_for(rules: MergeRules, key: str) -> Policy:
-    return rules._lookup(key)
 
 
 def apply_write(current: KeyState | None, write: Write, key: str, policy: Policy) -> KeyState:
