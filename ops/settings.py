@@ -14,6 +14,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from projections import POLICIES, SYNC_MODES
+
+_POLICY_NAMES = ", ".join(POLICIES[:-1]) + f" or {POLICIES[-1]}"
+
 DEFAULT_DATA_DIR = Path(".agentlog")
 """Where the embedded log lives unless configured otherwise."""
 
@@ -141,25 +145,23 @@ class ProjectionSettings(BaseModel):
     @field_validator("sync")
     @classmethod
     def _known_sync(cls, value: str) -> str:
-        if value not in ("immediate", "lazy"):
-            raise ValueError(f"sync mode {value!r}: use immediate or lazy")
+        if value not in SYNC_MODES:
+            raise ValueError(f"sync mode {value!r}: use {' or '.join(SYNC_MODES)}")
         return value
 
     @field_validator("default_policy")
     @classmethod
     def _known_policy(cls, value: str) -> str:
-        if value not in ("last-write-wins", "merge", "manual"):
-            raise ValueError(f"policy {value!r}: use last-write-wins, merge or manual")
+        if value not in POLICIES:
+            raise ValueError(f"policy {value!r}: use {_POLICY_NAMES}")
         return value
 
     @field_validator("policies")
     @classmethod
     def _known_policies(cls, value: dict[str, str]) -> dict[str, str]:
         for pattern, policy in value.items():
-            if policy not in ("last-write-wins", "merge", "manual"):
-                raise ValueError(
-                    f"policy {policy!r} for {pattern!r}: use last-write-wins, merge or manual"
-                )
+            if policy not in POLICIES:
+                raise ValueError(f"policy {policy!r} for {pattern!r}: use {_POLICY_NAMES}")
         return value
 
 
