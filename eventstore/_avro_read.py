@@ -44,6 +44,25 @@ def read_string(buf: bytes, pos: int) -> tuple[str, int]:
     return buf[pos:end].decode("utf-8"), end
 
 
+def read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
+    """Avro ``bytes`` at ``pos``: (value, next offset)."""
+    size, pos = read_long(buf, pos)
+    end = pos + size
+    if size < 0 or end > len(buf):
+        raise IndexError("bytes run past the end of the buffer")
+    return buf[pos:end], end
+
+
+def read_block_count(buf: bytes, pos: int) -> tuple[int, int]:
+    """The item count of an array or map block at ``pos`` (0 ends the array): a negative
+    count is followed by the block's size in bytes, which is skipped."""
+    count, pos = read_long(buf, pos)
+    if count < 0:
+        _, pos = read_long(buf, pos)
+        count = -count
+    return count, pos
+
+
 def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
     branch, pos = read_long(buf, pos)
     if branch == 0:
@@ -60,15 +79,12 @@ def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
 
 def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
     out: dict[str, int] = {}
-    count, pos = read_long(buf, pos)
+    count, pos = read_block_count(buf, pos)
     while count:
-        if count < 0:  # a block with its size in bytes: the count is negated
-            count = -count
-            _, pos = read_long(buf, pos)
         for _ in range(count):
             key, pos = read_string(buf, pos)
             out[key], pos = read_long(buf, pos)
-        count, pos = read_long(buf, pos)
+        count, pos = read_block_count(buf, pos)
     return out, pos
 
 

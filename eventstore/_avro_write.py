@@ -37,7 +37,7 @@ def long_bytes(n: int) -> bytes:
     return bytes(out)
 
 
-def _string(value: str) -> bytes:
+def string_bytes(value: str) -> bytes:
     if type(value) is not str:
         raise TypeError(f"expected a string, got {value!r}")
     data = value.encode("utf-8")
@@ -50,7 +50,7 @@ def _cached_string() -> Encoder:
     def encode(value: str) -> bytes:
         out = cache.get(value)
         if out is None:
-            out = _string(value)
+            out = string_bytes(value)
             if len(cache) >= _CACHE_LIMIT:
                 cache.clear()
             cache[value] = out
@@ -60,7 +60,7 @@ def _cached_string() -> Encoder:
 
 
 def _optional_string(value: str | None) -> bytes:
-    return b"\x00" if value is None else b"\x02" + _string(value)
+    return b"\x00" if value is None else b"\x02" + string_bytes(value)
 
 
 def _timestamp_millis(value: datetime) -> bytes:
@@ -78,7 +78,7 @@ def _map_of_longs(value: Mapping[str, int]) -> bytes:
         return b"\x00"
     parts = [long_bytes(len(value))]
     for key, number in value.items():
-        parts.append(_string(key))
+        parts.append(string_bytes(key))
         parts.append(long_bytes(number))
     parts.append(b"\x00")
     return b"".join(parts)
@@ -119,7 +119,7 @@ def field_encoder(schema: Any, cached: bool = False) -> Encoder | None:
 
 
 _ENCODERS: dict[str, Encoder] = {
-    "string": _string,
+    "string": string_bytes,
     "long": long_bytes,
     "optional_string": _optional_string,
     "timestamp_millis": _timestamp_millis,

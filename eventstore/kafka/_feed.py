@@ -8,6 +8,8 @@ to hold everything a partition had when it was assigned, subscribers for new eve
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from typing import Any
 
@@ -16,7 +18,7 @@ import anyio.abc
 import anyio.to_thread
 from aiokafka import TopicPartition
 
-from eventstore.errors import EventStoreError, StorageError
+from eventstore.errors import EventStoreError, LogClosed, StorageError
 from eventstore.kafka._client import KafkaOptions, StallWatch
 from eventstore.kafka._index import Indexed, ThreadIndex
 
@@ -57,6 +59,10 @@ class IndexFeed:
         #: event_id -> position of the last events ingested (at most ``_RECENT``)
         self.recent_positions: dict[str, int] = {}
         self._changed = anyio.Event()
+        # per partition: a heap of (offset, ticket, event) of appends waiting for an offset
+        self._offset_waiters: dict[int, list[tuple[int, int, anyio.Event]]] = {}
+        self._tickets = itertools.count()
+        self.closed = False
 
     async def start(self) -> None:
         """Connect and position the consumer at the index's checkpoints."""
@@ -123,10 +129,19 @@ class IndexFeed:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
+        for partition, heap in self._offset_waiters.items():
+            ingested = self.next_offsets.get(partition, 0)
+            while heap and (heap[0][0] < ingested or self.failure is not None):
+                heapq.heappop(heap)[2].set()
 
     def wake(self) -> None:
-        """Wake every waiter (when the log closes)."""
+        """Wake every waiter (when the log closes): appends still waiting raise LogClosed."""
+        self.closed = True
         self._notify()
+        for heap in self._offset_waiters.values():
+            for _, _, event in heap:
+                event.set()
+            heap.clear()
 
     def next_change(self) -> anyio.Event:
         """An event set at the next ingest (or empty fetch): take it before reading."""
@@ -145,9 +160,27 @@ class IndexFeed:
         self.check()
 
     async def wait_ingested(self, partition: int, offset: int) -> None:
-        """Wait until the record at ``offset`` of ``partition`` is in the index."""
+        """Wait until the record at ``offset`` of ``partition`` is in the index.
+
+        Each waiter is woken once, when its offset is in (or the feed stopped, or the log
+        closes), not at every ingest: hundreds of appends wait here at a time.
+        """
         while self.next_offsets.get(partition, 0) <= offset:
-            await self.changed()
+            self.check()
+            if self.closed:
+                raise LogClosed(f"the thread index of {self.topic!r}", "closed")
+            event = anyio.Event()
+            self.when_ingested(partition, offset, event)
+            await event.wait()
+
+    def when_ingested(self, partition: int, offset: int, event: anyio.Event) -> None:
+        """Set ``event`` once the record at ``offset`` of ``partition`` is in the index (or
+        the feed stopped, or the log closes): at once if it is already."""
+        if self.next_offsets.get(partition, 0) > offset or self.closed or self.failure:
+            event.set()
+            return
+        heap = self._offset_waiters.setdefault(partition, [])
+        heapq.heappush(heap, (offset, next(self._tickets), event))
 
     async def wait_caught_up(self, partition: int, end_offset: int) -> None:
         """Wait until the index holds everything ``partition`` had when ``end_offset`` was

@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -39,7 +39,7 @@ from eventstore.errors import EventStoreError, IdempotencyConflict, WrongExpecte
 from eventstore.kafka._client import KafkaOptions, StallWatch, describe, with_retry
 from eventstore.kafka._feed import IndexFeed
 from eventstore.kafka._index import ThreadIndex
-from eventstore.kafka._topics import KafkaTopology
+from eventstore.kafka._topics import KafkaTopology, partition_of
 from eventstore.kafka._wire import (
     CONTENT_TYPE,
     IDEMPOTENCY_CONFLICT,
@@ -49,11 +49,12 @@ from eventstore.kafka._wire import (
     REPLY_TO,
     UNKNOWN_SCHEMA,
     WRONG_EXPECTED_VERSION,
+    WRONG_PARTITION,
     AppendCommand,
     AppendOutcome,
     Status,
-    decode_command,
-    encode_outcome,
+    decode_commands,
+    encode_outcomes,
     header,
 )
 from eventstore.payloads import CommandRejected
@@ -107,6 +108,11 @@ class Sequencer:
         codec: The codec whose schema the events must be written with.
         options: Client settings (retries, timeouts).
         client_id: Client id for the broker's logs.
+        local_reply_to: The ``reply-to`` of the log this sequencer runs in: its commands'
+            outcomes are handed to ``deliver`` as soon as their events are acknowledged, and
+            only its rejections are also written as outcome records (for the audit trail;
+            its accepted appends are recorded by their events).
+        deliver: Where those outcomes go.
     """
 
     def __init__(
@@ -121,8 +127,12 @@ class Sequencer:
         codec: Codec,
         options: KafkaOptions,
         client_id: str,
+        local_reply_to: str = "",
+        deliver: Callable[[AppendOutcome], None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        self._local = local_reply_to
+        self._deliver = deliver
         self.topology = topology
         self.group_id = group_id
         self.index = index
@@ -195,15 +205,38 @@ class Sequencer:
             )
             if not batch:
                 continue
-            async with self._lock, anyio.create_task_group() as tg:
-                for tp, records in batch.items():
-                    state = self._partitions.get(tp.partition)
-                    if state is not None and records:
-                        tg.start_soon(self._round, tp, state, records)
+            async with self._lock:
+                done: dict[Any, int] = {}
+                async with anyio.create_task_group() as tg:
+                    for tp, records in batch.items():
+                        state = self._partitions.get(tp.partition)
+                        if state is not None and records:
+                            tg.start_soon(self._round, tp, state, records, done)
+                if done:
+                    await self._commit(done)
 
-    async def _round(self, tp: Any, state: _PartitionState, records: list[Any]) -> None:
+    async def _commit(self, offsets: dict[Any, int]) -> None:
+        """Commit the rounds' command offsets, one request for every partition of the fetch.
+
+        A failed commit loses nothing: those commands are decided again by whoever owns the
+        partition next, and read as retries (their events are in the index).
+        """
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:
+            logger.warning(
+                "committing the sequencer's offsets failed (%s); the next owner of partitions "
+                "%s will answer those commands again as retries",
+                describe(exc),
+                sorted(tp.partition for tp in offsets),
+            )
+
+    async def _round(
+        self, tp: Any, state: _PartitionState, records: list[Any], done: dict[Any, int]
+    ) -> None:
         try:
             await self._decide_and_write(tp, state, records)
+            done[tp] = records[-1].offset + 1
         except Exception as exc:
             # The round's effect is unknown: start over from the index at its first command.
             logger.error(
@@ -232,26 +265,29 @@ class Sequencer:
                 await self.feed.wait_caught_up(p, ends[threads_tp])
             state.ready = True
         self._forget_indexed(p, state)
-        commands = [c for c in map(self._command, records) if c is not None]
+        commands = [c for record in records for c in self._commands(record)]
         if commands:
             outcomes = await self._write(p, state, commands)
+            if self._deliver is not None:
+                for command, outcome in outcomes:
+                    if command.reply_to == self._local:
+                        self._deliver(outcome)
             await self._answer(p, outcomes)
-        await self._consumer.commit({tp: records[-1].offset + 1})
         self.rounds += 1
 
-    def _command(self, record: Any) -> AppendCommand | None:
+    def _commands(self, record: Any) -> list[AppendCommand]:
         if header(record.headers, KIND) != KIND_APPEND:
-            return None  # an outcome, or a record of another kind
+            return []  # an outcome, or a record of another kind
         try:
-            return decode_command(record.value)
+            return decode_commands(record.value)
         except EventStoreError as exc:
             logger.error(
-                "skipping unreadable command at partition %d offset %d: %s",
+                "skipping unreadable command record at partition %d offset %d: %s",
                 record.partition,
                 record.offset,
                 exc,
             )
-            return None
+            return []
 
     def _forget_indexed(self, p: int, state: _PartitionState) -> None:
         ingested = self.feed.next_offsets.get(p, 0)
@@ -268,6 +304,9 @@ class Sequencer:
         events are acknowledged; until then only their status is known.
         """
         unknown = {c.thread_id for c in commands} - state.versions.keys()
+        n = self.topology.commands.partitions
+        misplaced = {t for t in unknown if partition_of(t, n) != p}
+        unknown -= misplaced
         ids = [e.event_id for c in commands for e in c.events]
         versions, located = await anyio.to_thread.run_sync(self._lookup, sorted(unknown), ids)
         state.versions.update(versions)
@@ -287,6 +326,9 @@ class Sequencer:
                 if (s := state.produced.get(e)) is not None
             }
             seen.update((e, stored[e]) for e in event_ids if e in stored and e not in seen)
+            if command.thread_id in misplaced:
+                answered.append((command, self._rejected(command, p, None, "", misplaced=True)))
+                continue
             current = state.versions.get(command.thread_id, 0)
             bad_schema = next(
                 (e for e in command.events if not e.head.startswith(self._prefix)), None
@@ -385,10 +427,30 @@ class Sequencer:
         )
 
     def _rejected(
-        self, command: AppendCommand, p: int, error: EventStoreError | None, bad_type: str
+        self,
+        command: AppendCommand,
+        p: int,
+        error: EventStoreError | None,
+        bad_type: str,
+        *,
+        misplaced: bool = False,
     ) -> AppendOutcome:
         current = self._current(command)
-        if isinstance(error, WrongExpectedVersion):
+        if misplaced:
+            rejected = CommandRejected(
+                command_id=command.command_id,
+                code=WRONG_PARTITION,
+                reason=(
+                    f"thread {command.thread_id!r} belongs to partition "
+                    f"{partition_of(command.thread_id, self.topology.commands.partitions)}, "
+                    f"not {p}: send commands to the partition Kafka's murmur2 partitioner "
+                    "gives the thread id"
+                ),
+                expected_version=command.expected_version,
+                current_version=None,
+            )
+            conflict = None
+        elif isinstance(error, WrongExpectedVersion):
             rejected = CommandRejected(
                 command_id=command.command_id,
                 code=WRONG_EXPECTED_VERSION,
@@ -435,18 +497,33 @@ class Sequencer:
         return 0
 
     async def _answer(self, p: int, outcomes: list[tuple[AppendCommand, AppendOutcome]]) -> None:
-        """Write the outcomes to the commands topic and wait for the acknowledgement."""
+        """Write the outcomes to the commands topic, one record per client, and wait for
+        the acknowledgement."""
         topic = self.topology.commands.name
-        batch = self.producer.create_batch()
+        by_client: dict[str, list[AppendOutcome]] = {}
         for command, outcome in outcomes:
-            headers = [(KIND, KIND_OUTCOME), (REPLY_TO, command.reply_to.encode()), CONTENT_TYPE]
-            value = encode_outcome(outcome)
-            key = command.thread_id.encode()
-            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                await self._send_outcomes(batch, topic, p)
-                batch = self.producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None, headers=headers)
+            if command.reply_to == self._local and outcome.status != "rejected":
+                continue  # handed over in process; the events themselves are the record
+            by_client.setdefault(command.reply_to, []).append(outcome)
+        if not by_client:
+            return
+        batch = self.producer.create_batch()
+        for reply_to, answers in by_client.items():
+            headers = [(KIND, KIND_OUTCOME), (REPLY_TO, reply_to.encode()), CONTENT_TYPE]
+            for value in self._outcome_records(answers):
+                if batch.append(key=None, value=value, timestamp=None, headers=headers) is None:
+                    await self._send_outcomes(batch, topic, p)
+                    batch = self.producer.create_batch()
+                    batch.append(key=None, value=value, timestamp=None, headers=headers)
         await self._send_outcomes(batch, topic, p)
+
+    def _outcome_records(self, outcomes: list[AppendOutcome]) -> list[bytes]:
+        """``outcomes`` as outcome batch records, split until each fits a record batch."""
+        value = encode_outcomes(outcomes)
+        if len(value) <= self.options.max_batch_bytes // 2 or len(outcomes) == 1:
+            return [value]
+        half = len(outcomes) // 2
+        return self._outcome_records(outcomes[:half]) + self._outcome_records(outcomes[half:])
 
     async def _send_outcomes(self, batch: Any, topic: str, p: int) -> None:
         batch.close()

@@ -27,6 +27,7 @@ from aiokafka.errors import (
     UnknownTopicOrPartitionError,
     for_code,
 )
+from aiokafka.partitioner import murmur2
 
 from eventstore.errors import BrokerUnavailable, EventStoreError
 
@@ -292,3 +293,8 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return f"{name}: {text}" if text and not text.startswith(name) else text or name
+
+
+def partition_of(thread_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives ``thread_id`` as a key."""
+    return (int(murmur2(thread_id.encode())) & 0x7FFFFFFF) % partitions

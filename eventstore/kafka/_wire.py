@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import fastavro
 
+from eventstore._avro_read import read_block_count, read_bytes, read_long, read_string
+from eventstore._avro_write import long_bytes, string_bytes
 from eventstore.codec import MAGIC, PreparedEvent
 from eventstore.errors import (
     CorruptEvent,
@@ -48,34 +51,44 @@ CONTENT_TYPE = ("content-type", b"avro/binary")
 WRONG_EXPECTED_VERSION = "wrong_expected_version"
 IDEMPOTENCY_CONFLICT = "idempotency_conflict"
 UNKNOWN_SCHEMA = "unknown_schema"
+WRONG_PARTITION = "wrong_partition"
 
 Status = Literal["accepted", "duplicate", "rejected"]
 
 _REJECTED_NAME = "agentlog.command.Rejected"
 
-APPEND_COMMAND_SCHEMA: dict[str, Any] = {
+_PREPARED_EVENT: dict[str, Any] = {
     "type": "record",
-    "name": "AppendCommand",
-    "namespace": "agentlog.kafka",
-    "doc": "An append as a client sent it to the commands topic.",
+    "name": "PreparedEvent",
+    "doc": "An event single-object encoded up to its seq (head), and after it.",
     "fields": [
-        {"name": "command_id", "type": "string"},
-        {"name": "thread_id", "type": "string"},
-        {"name": "expected_version", "type": ["null", "long"], "default": None},
+        {"name": "event_id", "type": "string"},
+        {"name": "type", "type": "string"},
+        {"name": "head", "type": "bytes"},
+        {"name": "tail", "type": "bytes"},
+    ],
+}
+
+APPEND_BATCH_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "AppendBatch",
+    "namespace": "agentlog.kafka",
+    "doc": "The append commands one client sent to one partition at once, in order.",
+    "fields": [
         {"name": "reply_to", "type": "string"},
         {
-            "name": "events",
+            "name": "commands",
             "type": {
                 "type": "array",
                 "items": {
                     "type": "record",
-                    "name": "PreparedEvent",
-                    "doc": "An event single-object encoded up to its seq (head), and after it.",
+                    "name": "AppendCommand",
+                    "doc": "One append() as the client made it.",
                     "fields": [
-                        {"name": "event_id", "type": "string"},
-                        {"name": "type", "type": "string"},
-                        {"name": "head", "type": "bytes"},
-                        {"name": "tail", "type": "bytes"},
+                        {"name": "command_id", "type": "string"},
+                        {"name": "thread_id", "type": "string"},
+                        {"name": "expected_version", "type": ["null", "long"], "default": None},
+                        {"name": "events", "type": {"type": "array", "items": _PREPARED_EVENT}},
                     ],
                 },
             },
@@ -86,10 +99,9 @@ APPEND_COMMAND_SCHEMA: dict[str, Any] = {
 
 def _outcome_schema() -> dict[str, Any]:
     rejected = expand(_REJECTED_NAME, load_named())
-    return {
+    outcome = {
         "type": "record",
         "name": "AppendOutcome",
-        "namespace": "agentlog.kafka",
         "doc": "What the sequencer did with one append command.",
         "fields": [
             {"name": "command_id", "type": "string"},
@@ -110,9 +122,16 @@ def _outcome_schema() -> dict[str, Any]:
             {"name": "rejected", "type": ["null", rejected], "default": None},
         ],
     }
+    return {
+        "type": "record",
+        "name": "OutcomeBatch",
+        "namespace": "agentlog.kafka",
+        "doc": "The outcomes of one sequencer round for one client, in command order.",
+        "fields": [{"name": "outcomes", "type": {"type": "array", "items": outcome}}],
+    }
 
 
-APPEND_OUTCOME_SCHEMA: dict[str, Any] = _outcome_schema()
+OUTCOME_BATCH_SCHEMA: dict[str, Any] = _outcome_schema()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -185,7 +204,8 @@ class _Format:
         fastavro.schemaless_writer(out, self.parsed, datum)
         return out.getvalue()
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def check_prefix(self, data: bytes) -> None:
+        """Raise :class:`CorruptEvent` unless ``data`` starts with this schema's header."""
         if data[: len(self.prefix)] != self.prefix:
             raise CorruptEvent(
                 self.name,
@@ -193,6 +213,9 @@ class _Format:
                 "not a single-object encoded record of this schema "
                 f"(starts with {data[:10].hex()}, expected {self.prefix.hex()})",
             )
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        self.check_prefix(data)
         buf = io.BytesIO(data)
         buf.seek(len(self.prefix))
         try:
@@ -205,87 +228,150 @@ class _Format:
         return datum
 
 
-_COMMAND = _Format(APPEND_COMMAND_SCHEMA)
-_OUTCOME = _Format(APPEND_OUTCOME_SCHEMA)
+_COMMANDS = _Format(APPEND_BATCH_SCHEMA)
+_OUTCOMES = _Format(OUTCOME_BATCH_SCHEMA)
 
 
 def encode_command(command: AppendCommand) -> bytes:
-    """Single-object encoding of ``command``."""
-    return _COMMAND.encode(
-        {
-            "command_id": command.command_id,
-            "thread_id": command.thread_id,
-            "expected_version": command.expected_version,
-            "reply_to": command.reply_to,
-            "events": [
-                {"event_id": e.event_id, "type": e.type, "head": e.head, "tail": e.tail}
-                for e in command.events
-            ],
-        }
+    """One command as an item of an append batch (see :func:`command_batch`).
+
+    Written by hand (fastavro's set-up per call costs more than the encoding): strings and
+    bytes are a length and the bytes, the optional version is a union branch, the events
+    an array of one block.
+    """
+    version = command.expected_version
+    parts = [
+        string_bytes(command.command_id),
+        string_bytes(command.thread_id),
+        b"\x00" if version is None else b"\x02" + long_bytes(version),
+        long_bytes(len(command.events)),
+    ]
+    for e in command.events:
+        parts += (
+            string_bytes(e.event_id),
+            string_bytes(e.type),
+            long_bytes(len(e.head)),
+            e.head,
+            long_bytes(len(e.tail)),
+            e.tail,
+        )
+    if command.events:
+        parts.append(b"\x00")
+    return b"".join(parts)
+
+
+def batch_overhead(reply_to: str, commands: int) -> int:
+    """Bytes an append batch of ``commands`` items adds to the items themselves (at most)."""
+    return len(_COMMANDS.prefix) + len(string_bytes(reply_to)) + len(long_bytes(commands)) + 1
+
+
+def command_batch(reply_to: str, items: Sequence[bytes]) -> bytes:
+    """Single-object encoding of an ``AppendBatch`` from :func:`encode_command` items."""
+    if not items:
+        raise ValueError("an append batch holds at least one command")
+    return b"".join(
+        (_COMMANDS.prefix, string_bytes(reply_to), long_bytes(len(items)), *items, b"\x00")
     )
 
 
-def decode_command(data: bytes) -> AppendCommand:
-    """Decode an append command.
+def decode_commands(data: bytes) -> list[AppendCommand]:
+    """Decode an append batch into its commands, in order.
+
+    Read by hand like :func:`encode_command` writes (the batch is read once per command by
+    the sequencer: a generic decoder building dicts costs several times more).
 
     Raises:
-        CorruptEvent: the bytes are not an append command (names the part that failed).
+        CorruptEvent: the bytes are not an append batch (names the part that failed).
     """
-    d = _COMMAND.decode(data)
-    return AppendCommand(
-        d["command_id"],
-        d["thread_id"],
-        d["expected_version"],
-        d["reply_to"],
-        tuple(PreparedEvent(e["event_id"], e["type"], e["head"], e["tail"]) for e in d["events"]),
-    )
+    _COMMANDS.check_prefix(data)
+    field = "reply_to"
+    try:
+        reply_to, pos = read_string(data, len(_COMMANDS.prefix))
+        field = "commands"
+        commands: list[AppendCommand] = []
+        count, pos = read_block_count(data, pos)
+        while count:
+            for _ in range(count):
+                command, pos = _read_command(data, pos, reply_to)
+                commands.append(command)
+            count, pos = read_block_count(data, pos)
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise CorruptEvent(_COMMANDS.name, field, f"{type(exc).__name__}: {exc}") from exc
+    if pos != len(data):
+        raise CorruptEvent(_COMMANDS.name, "(body)", f"{len(data) - pos} trailing bytes")
+    return commands
 
 
-def encode_outcome(outcome: AppendOutcome) -> bytes:
-    """Single-object encoding of ``outcome``."""
+def _read_command(data: bytes, pos: int, reply_to: str) -> tuple[AppendCommand, int]:
+    command_id, pos = read_string(data, pos)
+    thread_id, pos = read_string(data, pos)
+    branch, pos = read_long(data, pos)
+    version: int | None = None
+    if branch == 1:
+        version, pos = read_long(data, pos)
+    elif branch != 0:
+        raise ValueError(f"union branch {branch} of expected_version does not exist")
+    events: list[PreparedEvent] = []
+    count, pos = read_block_count(data, pos)
+    while count:
+        for _ in range(count):
+            event_id, pos = read_string(data, pos)
+            type_, pos = read_string(data, pos)
+            head, pos = read_bytes(data, pos)
+            tail, pos = read_bytes(data, pos)
+            events.append(PreparedEvent(event_id, type_, head, tail))
+        count, pos = read_block_count(data, pos)
+    return AppendCommand(command_id, thread_id, version, reply_to, tuple(events)), pos
+
+
+def _outcome_datum(outcome: AppendOutcome) -> dict[str, Any]:
     rejected = outcome.rejected
-    return _OUTCOME.encode(
-        {
-            "command_id": outcome.command_id,
-            "thread_id": outcome.thread_id,
-            "status": outcome.status,
-            "partition": outcome.partition,
-            "offsets": list(outcome.offsets),
-            "first_seq": outcome.first_seq,
-            "version": outcome.version,
-            "conflict_event_id": outcome.conflict_event_id,
-            "rejected": None
-            if rejected is None
-            else {
-                "command_id": rejected.command_id,
-                "code": rejected.code,
-                "reason": rejected.reason,
-                "expected_version": rejected.expected_version,
-                "current_version": rejected.current_version,
-            },
-        }
-    )
+    return {
+        "command_id": outcome.command_id,
+        "thread_id": outcome.thread_id,
+        "status": outcome.status,
+        "partition": outcome.partition,
+        "offsets": list(outcome.offsets),
+        "first_seq": outcome.first_seq,
+        "version": outcome.version,
+        "conflict_event_id": outcome.conflict_event_id,
+        "rejected": None
+        if rejected is None
+        else {
+            "command_id": rejected.command_id,
+            "code": rejected.code,
+            "reason": rejected.reason,
+            "expected_version": rejected.expected_version,
+            "current_version": rejected.current_version,
+        },
+    }
 
 
-def decode_outcome(data: bytes) -> AppendOutcome:
-    """Decode an append outcome.
+def encode_outcomes(outcomes: Sequence[AppendOutcome]) -> bytes:
+    """Single-object encoding of an ``OutcomeBatch``."""
+    return _OUTCOMES.encode({"outcomes": [_outcome_datum(o) for o in outcomes]})
+
+
+def decode_outcomes(data: bytes) -> list[AppendOutcome]:
+    """Decode an outcome batch.
 
     Raises:
-        CorruptEvent: the bytes are not an outcome (names the part that failed).
+        CorruptEvent: the bytes are not an outcome batch (names the part that failed).
     """
-    d = _OUTCOME.decode(data)
-    r = d["rejected"]
-    return AppendOutcome(
-        d["command_id"],
-        d["thread_id"],
-        d["status"],
-        d["partition"],
-        tuple(d["offsets"]),
-        d["first_seq"],
-        d["version"],
-        d["conflict_event_id"],
-        None if r is None else CommandRejected(**r),
-    )
+    return [
+        AppendOutcome(
+            d["command_id"],
+            d["thread_id"],
+            d["status"],
+            d["partition"],
+            tuple(d["offsets"]),
+            d["first_seq"],
+            d["version"],
+            d["conflict_event_id"],
+            None if (r := d["rejected"]) is None else CommandRejected(**r),
+        )
+        for d in _OUTCOMES.decode(data)["outcomes"]
+    ]
 
 
 def header(headers: Any, name: str) -> bytes | None:

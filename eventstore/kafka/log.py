@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,7 @@ from eventstore.kafka._client import (
 from eventstore.kafka._feed import IndexFeed
 from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._sequencer import Sequencer
-from eventstore.kafka._topics import KafkaTopology, ensure_topics
+from eventstore.kafka._topics import KafkaTopology, ensure_topics, partition_of
 from eventstore.kafka._wire import (
     CONTENT_TYPE,
     KIND,
@@ -59,7 +60,9 @@ from eventstore.kafka._wire import (
     REPLY_TO,
     AppendCommand,
     AppendOutcome,
-    decode_outcome,
+    batch_overhead,
+    command_batch,
+    decode_outcomes,
     encode_command,
     header,
 )
@@ -67,6 +70,9 @@ from eventstore.kafka._wire import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
+#: Commands for one partition share a record up to this size (a bigger command goes alone).
+_BATCH_BYTES = 1 << 20
+_PARTITION_CACHE = 100_000
 
 
 class AppendTimedOut(EventStoreError):
@@ -90,11 +96,29 @@ class AppendTimedOut(EventStoreError):
 
 
 class _Waiter:
-    __slots__ = ("done", "outcome")
+    """One append in flight. ``done`` is set once: when its command could not be sent
+    (``error``), when it was rejected, or when it was accepted and its events are in the
+    index (``outcome``); so an append wakes once, however many steps it waits for."""
+
+    __slots__ = ("done", "error", "outcome")
 
     def __init__(self) -> None:
         self.done = anyio.Event()
         self.outcome: AppendOutcome | None = None
+        self.error: BaseException | None = None
+
+
+class _Batch:
+    """Encoded commands for one partition that go out as one ``AppendBatch`` record."""
+
+    __slots__ = ("error", "items", "sent", "size", "waiters")
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.waiters: list[_Waiter] = []
+        self.size = 0
+        self.sent = anyio.Event()
+        self.error: BaseException | None = None
 
 
 def default_index_path(data_dir: Path, bootstrap: str, topology: KafkaTopology) -> Path:
@@ -163,9 +187,16 @@ class KafkaEventLog:
         self._outcomes: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiters: dict[str, _Waiter] = {}
+        # per partition: command batches not sent yet (the last one still filling), and
+        # the partitions whose sender task is running
+        self._unsent: dict[int, deque[_Batch]] = {}
+        self._sending: set[int] = set()
+        self._batch_limit = min(_BATCH_BYTES, self.options.max_batch_bytes)
         self._inflight = 0
         self._idle = anyio.Event()
         self._reply_to = self.client_id.encode()
+        self._partitions = self.topology.commands.partitions
+        self._partition_cache: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"KafkaEventLog({self.bootstrap!r}, {self.topology.threads.name!r}, {self._state})"
@@ -237,6 +268,8 @@ class KafkaEventLog:
                 codec=self.codec,
                 options=opts,
                 client_id=f"{self.client_id}-sequencer",
+                local_reply_to=self.client_id,
+                deliver=self._deliver,
             )
             await self._sequencer.start()
             self._tg.start_soon(self._supervise, "the sequencer", self._sequencer.run)
@@ -332,6 +365,14 @@ class KafkaEventLog:
             await stop_quietly(self._producer, "the producer")
         for waiter in self._waiters.values():
             waiter.done.set()
+        for batches in self._unsent.values():
+            for batch in batches:
+                batch.error = LogClosed(repr(self), self._state)
+                for waiter in batch.waiters:
+                    waiter.error = batch.error
+                    waiter.done.set()
+                batch.sent.set()
+        self._unsent.clear()
         if self._index is not None:
             await anyio.to_thread.run_sync(self._index.close)
 
@@ -372,14 +413,24 @@ class KafkaEventLog:
                     if header(record.headers, REPLY_TO) != reply_to:
                         continue
                     try:
-                        outcome = decode_outcome(record.value)
+                        outcomes = decode_outcomes(record.value)
                     except EventStoreError as exc:
-                        logger.error("skipping unreadable outcome: %s", exc)
+                        logger.error("skipping unreadable outcome record: %s", exc)
                         continue
-                    waiter = self._waiters.get(outcome.command_id)
-                    if waiter is not None and waiter.outcome is None:
-                        waiter.outcome = outcome
-                        waiter.done.set()
+                    for outcome in outcomes:
+                        self._deliver(outcome)
+
+    def _deliver(self, outcome: AppendOutcome) -> None:
+        """Hand ``outcome`` to the append waiting for it (if any, and if not answered yet):
+        from the outcome listener, or straight from this log's own sequencer."""
+        waiter = self._waiters.get(outcome.command_id)
+        if waiter is None or waiter.outcome is not None:
+            return
+        waiter.outcome = outcome
+        if outcome.status == "rejected" or self._feed is None:
+            waiter.done.set()
+        else:  # read-your-writes: the append returns once its events are in the index
+            self._feed.when_ingested(outcome.partition, max(outcome.offsets), waiter.done)
 
     # --- writing -----------------------------------------------------------------------
 
@@ -396,24 +447,21 @@ class KafkaEventLog:
         command = AppendCommand(
             uuid7(), thread_id, expected_version, self.client_id, tuple(prepared)
         )
-        value = encode_command(command)
-        if len(value) > self.options.max_batch_bytes:
+        item = encode_command(command)
+        if len(item) + batch_overhead(self.client_id, 1) > self.options.max_batch_bytes:
             raise InvalidEvent(
                 events[0].type,
                 "events",
-                f"this append encodes to {len(value)} bytes, more than one Kafka record batch "
+                f"this append encodes to {len(item)} bytes, more than one Kafka record batch "
                 f"may hold ({self.options.max_batch_bytes}); append fewer events at a time",
             )
         waiter = _Waiter()
         self._waiters[command.command_id] = waiter
         self._inflight += 1
         try:
-            outcome = await self._send(command, value, waiter)
-            if outcome.status == "rejected":
-                raise outcome.error()
-            assert self._feed is not None
-            await self._feed.wait_ingested(outcome.partition, max(outcome.offsets))
+            outcome = await self._outcome(command, item, waiter)
             ids = [e.event_id for e in events]
+            assert self._feed is not None
             recent = self._feed.recent_positions
             positions = [recent.get(e) for e in ids]
             if None in positions:  # a retry of an old append: ask the index
@@ -433,27 +481,102 @@ class KafkaEventLog:
                 self._idle.set()
                 self._idle = anyio.Event()
 
-    async def _send(self, command: AppendCommand, value: bytes, waiter: _Waiter) -> AppendOutcome:
-        topic = self.topology.commands.name
-        headers = [(KIND, KIND_APPEND), (REPLY_TO, self._reply_to), CONTENT_TYPE]
-        key = command.thread_id.encode()
+    async def _outcome(self, command: AppendCommand, item: bytes, waiter: _Waiter) -> AppendOutcome:
+        """Send ``command`` (encoded as ``item``); return its outcome once its events are in
+        the index, or raise why not.
 
-        async def send() -> Any:
-            future = await self._producer.send(topic, value, key=key, headers=headers)
-            return await future
-
-        await with_retry(
-            self.options.retry, self.bootstrap, f"sending an append command to {topic}", send
-        )
+        ``outcome_timeout`` bounds the wait for the outcome; a send still being retried is
+        waited for (its own retries bound it), and an accepted append is never reported as
+        timed out while the index catches up with it.
+        """
+        partition = self._partition_of(command.thread_id)
+        batch = self._enqueue(partition, item, waiter)
         with anyio.move_on_after(self.outcome_timeout):
             await waiter.done.wait()
-        if waiter.outcome is None:
+        assert self._feed is not None
+        self._feed.check()
+        if waiter.error is not None:
+            raise waiter.error
+        outcome = waiter.outcome
+        if outcome is None:
+            if not batch.sent.is_set():
+                await batch.sent.wait()
+                if waiter.error is not None:
+                    raise waiter.error
             if self._state != "open":
                 raise LogClosed(repr(self), self._state)
             raise AppendTimedOut(
                 command.thread_id, command.command_id, self.outcome_timeout, self.group_id
             )
-        return waiter.outcome
+        if outcome.status == "rejected":
+            raise outcome.error()
+        await self._feed.wait_ingested(outcome.partition, max(outcome.offsets))
+        return outcome
+
+    def _partition_of(self, thread_id: str) -> int:
+        """The thread's partition (murmur2 is pure Python in aiokafka: remembered)."""
+        cache = self._partition_cache
+        partition = cache.get(thread_id)
+        if partition is None:
+            if len(cache) >= _PARTITION_CACHE:
+                cache.clear()
+            partition = cache[thread_id] = partition_of(thread_id, self._partitions)
+        return partition
+
+    def _enqueue(self, partition: int, item: bytes, waiter: _Waiter) -> _Batch:
+        """Add a command to the partition's batch that is filling; start its sender.
+
+        Each partition has one command record in flight at a time; the commands that come
+        while it is sent go out together in the next one. One appender alone waits for no
+        one, and many share records (and the sequencer's fetches) without a linger.
+        """
+        unsent = self._unsent.get(partition)
+        if unsent is None:
+            unsent = self._unsent[partition] = deque()
+        if not unsent or (unsent[-1].items and unsent[-1].size + len(item) > self._batch_limit):
+            unsent.append(_Batch())
+        batch = unsent[-1]
+        batch.items.append(item)
+        batch.waiters.append(waiter)
+        batch.size += len(item)
+        if partition not in self._sending:
+            assert self._tg is not None
+            self._sending.add(partition)
+            self._tg.start_soon(self._send_batches, partition, unsent)
+        return batch
+
+    async def _send_batches(self, partition: int, unsent: deque[_Batch]) -> None:
+        """Send the partition's command batches in order until none is left."""
+        topic = self.topology.commands.name
+        headers = [(KIND, KIND_APPEND), (REPLY_TO, self._reply_to), CONTENT_TYPE]
+        try:
+            while unsent:
+                batch = unsent.popleft()
+                value = command_batch(self.client_id, batch.items)
+
+                async def send(value: bytes = value) -> Any:
+                    future = await self._producer.send(
+                        topic, value, partition=partition, headers=headers
+                    )
+                    return await future
+
+                try:
+                    await with_retry(
+                        self.options.retry,
+                        self.bootstrap,
+                        f"sending {len(batch.items)} append command(s) to {topic}[{partition}]",
+                        send,
+                    )
+                except Exception as exc:  # every append of the batch raises it
+                    batch.error = exc
+                    for waiter in batch.waiters:
+                        if waiter.outcome is None:
+                            waiter.error = exc
+                            waiter.done.set()
+                finally:
+                    batch.sent.set()
+        finally:
+            self._sending.discard(partition)
 
     # --- reading -----------------------------------------------------------------------
 

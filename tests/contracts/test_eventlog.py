@@ -274,17 +274,19 @@ async def test_threads_are_listed_in_id_order_with_versions(log: EventLog) -> No
 async def test_subscribe_replays_then_tails(log: EventLog) -> None:
     first = await log.append("t", [event(), event()])
     seen = []
+    replayed = anyio.Event()
 
     async def follow() -> None:
         async for e in log.subscribe(first.positions[1]):
             seen.append(e)
+            replayed.set()
             if len(seen) == 3:
                 return
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(follow)
-            await anyio.wait_all_tasks_blocked()
+            await replayed.wait()  # the subscriber has replayed; what follows is tailing
             await log.append("u", [event()])
             await log.append("t", [event()])
     assert [(e.thread_id, e.seq) for e in seen] == [("t", 2), ("u", 1), ("t", 3)]

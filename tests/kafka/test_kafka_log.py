@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from eventstore import BrokerUnavailable, WrongExpectedVersion
 from eventstore.kafka import (
@@ -21,7 +21,17 @@ from eventstore.kafka import (
     KafkaTopology,
     RetryPolicy,
 )
-from eventstore.kafka._wire import KIND, KIND_OUTCOME, decode_outcome, header
+from eventstore.kafka._topics import partition_of
+from eventstore.kafka._wire import (
+    KIND,
+    KIND_APPEND,
+    KIND_OUTCOME,
+    AppendCommand,
+    command_batch,
+    decode_outcomes,
+    encode_command,
+    header,
+)
 from tests.contracts.conftest import KAFKA_TEST_OPTIONS
 from tests.kafka.broker import TansuBroker
 from tests.samples import event
@@ -54,9 +64,10 @@ async def outcomes_on(broker: TansuBroker, topic: str, partitions: int) -> list[
             batch = await consumer.getmany(timeout_ms=300)
             for records in batch.values():
                 found += [
-                    decode_outcome(r.value)
+                    outcome
                     for r in records
                     if header(r.headers, KIND) == KIND_OUTCOME
+                    for outcome in decode_outcomes(r.value)
                 ]
             if not batch and found:
                 break
@@ -74,16 +85,52 @@ async def test_a_stale_command_becomes_command_rejected_on_the_commands_topic(
         with pytest.raises(WrongExpectedVersion) as info:
             await log.append("t", [event()], expected_version=1)
         assert info.value.current == 2
+    # the accepted append's outcome went to its own log in process (its events are its
+    # record); the rejection is written for the audit trail
     outcomes = await outcomes_on(kafka_broker, topo.commands.name, 4)
-    assert [o.status for o in outcomes] == ["accepted", "rejected"]
-    rejected = outcomes[1].rejected
+    assert [o.status for o in outcomes] == ["rejected"]
+    rejected = outcomes[0].rejected
     assert rejected is not None and rejected.TYPE == "command.Rejected"
     assert (rejected.code, rejected.expected_version, rejected.current_version) == (
         "wrong_expected_version",
         1,
         2,
     )
-    assert outcomes[0].offsets == (0, 1) and outcomes[0].first_seq == 1
+
+
+async def test_a_command_in_another_partition_than_its_thread_is_rejected(
+    kafka_broker: TansuBroker,
+) -> None:
+    """Only the owner of a thread's partition may decide it: a command that a foreign
+    client put in another partition is refused, naming the right one."""
+    topo = topology()
+    async with make(kafka_broker, topo) as log:
+        await log.append("t", [event()])
+        right = partition_of("t", 4)
+        command = AppendCommand("c-lost", "t", None, "raw", (log.codec.prepare("t", event()),))
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topo.commands.name,
+                command_batch("raw", [encode_command(command)]),
+                partition=(right + 1) % 4,
+                headers=[(KIND, KIND_APPEND)],
+            )
+        finally:
+            await producer.stop()
+        found: list[Any] = []
+        with anyio.fail_after(20):
+            while not found:
+                found = [
+                    o
+                    for o in await outcomes_on(kafka_broker, topo.commands.name, 4)
+                    if o.command_id == "c-lost"
+                ]
+        assert found[0].status == "rejected" and found[0].rejected is not None
+        assert found[0].rejected.code == "wrong_partition"
+        assert f"belongs to partition {right}" in found[0].rejected.reason
+        assert await log.version("t") == 1
 
 
 async def test_a_log_without_a_sequencer_appends_through_another_ones(
@@ -102,6 +149,11 @@ async def test_a_log_without_a_sequencer_appends_through_another_ones(
         assert await client.catch_up() == 2
         assert [e.actor for e in await client.read_thread("t")] == ["client", "sequencer"]
         assert [e.actor for e in await sequencing.read_thread("t")] == ["client", "sequencer"]
+    # the client's outcomes came back as records addressed to it: accepted with the
+    # event's place, then the rejection
+    outcomes = await outcomes_on(kafka_broker, topo.commands.name, 4)
+    assert [o.status for o in outcomes] == ["accepted", "rejected"]
+    assert (outcomes[0].offsets, outcomes[0].first_seq, outcomes[0].version) == ((0,), 1, 1)
 
 
 async def test_without_any_sequencer_an_append_times_out_with_advice(

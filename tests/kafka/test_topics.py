@@ -7,9 +7,13 @@ import time
 import anyio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eventstore.errors import BrokerUnavailable, EventStoreError
 from eventstore.kafka import KafkaTopology, TopicMismatch, TopicSpec, ensure_topics
+from eventstore.kafka._topics import partition_of
 from tests.kafka.broker import TansuBroker, create_topic, free_port
 
 pytestmark = pytest.mark.anyio
@@ -148,3 +152,11 @@ def test_topics_must_share_the_partition_count() -> None:
 def test_topics_must_differ() -> None:
     with pytest.raises(ValueError, match="must differ"):
         KafkaTopology(TopicSpec("a", 2, 1), TopicSpec("a", 2, 1))
+
+
+@given(st.text(min_size=1, max_size=30), st.integers(min_value=1, max_value=64))
+def test_partition_of_is_kafkas_default_partitioner(thread_id: str, partitions: int) -> None:
+    every = list(range(partitions))
+    assert partition_of(thread_id, partitions) == DefaultPartitioner()(
+        thread_id.encode(), every, every
+    )
