@@ -22,6 +22,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def read_long(buf: bytes, pos: int) -> tuple[int, int]:
     """Avro ``long`` at ``pos``: (value, next offset)."""
     b = buf[pos]
+    if b < 0x80:  # one byte: -64..63, most seqs, lengths and counts
+        return (b >> 1) ^ -(b & 1), pos + 1
     pos += 1
     acc = b & 0x7F
     shift = 7
@@ -37,6 +39,13 @@ def read_long(buf: bytes, pos: int) -> tuple[int, int]:
 
 def read_string(buf: bytes, pos: int) -> tuple[str, int]:
     """Avro ``string`` at ``pos``: (value, next offset)."""
+    b = buf[pos]
+    if not b & 0x81:  # a one-byte length (under 64 bytes: ids, names)
+        pos += 1
+        end = pos + (b >> 1)
+        if end > len(buf):
+            raise IndexError("string runs past the end of the bytes")
+        return buf[pos:end].decode("utf-8"), end
     size, pos = read_long(buf, pos)
     end = pos + size
     if size < 0 or end > len(buf):
@@ -64,12 +73,13 @@ def read_block_count(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
-    branch, pos = read_long(buf, pos)
+    branch = buf[pos]
     if branch == 0:
-        return None, pos
-    if branch != 1:
-        raise ValueError(f"union branch {branch} of [null, string] does not exist")
-    return read_string(buf, pos)
+        return None, pos + 1
+    if branch == 2:  # branch 1, zig-zag encoded
+        return read_string(buf, pos + 1)
+    branch, _ = read_long(buf, pos)  # writers encode branches 0 and 1 in one byte
+    raise ValueError(f"union branch {branch} of [null, string] does not exist")
 
 
 def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:

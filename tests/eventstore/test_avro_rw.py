@@ -101,7 +101,13 @@ def test_readers_refuse_bytes_that_do_not_fit() -> None:
     string = field_reader("string")
     assert string is not None
     with pytest.raises(IndexError, match="past the end"):
-        string(long_bytes(10) + b"abc", 0)
+        string(long_bytes(10) + b"abc", 0)  # a one-byte length
+    with pytest.raises(IndexError, match="past the end"):
+        string(long_bytes(100) + b"abc", 0)  # a longer one
+    with pytest.raises(IndexError, match="past the end"):
+        string(long_bytes(-1) + b"abc", 0)  # a negative one
+    with pytest.raises(ValueError, match="branch 1000"):
+        optional(long_bytes(1000), 0)
 
 
 @pytest.mark.parametrize(
