@@ -17,6 +17,10 @@ from eventstore._avro_write import simple_kind
 
 Reader = Callable[[bytes, int], tuple[Any, int]]  # Any: each reader returns its field's type
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Below this many milliseconds from the epoch (years 1843 to 2096), ``millis / 1000`` as a
+#: float is within a quarter of a microsecond of the true value, so ``fromtimestamp``
+#: rounds it to the exact millisecond.
+_FLOAT_EXACT_MS = 4 * 10**12
 
 
 def read_long(buf: bytes, pos: int) -> tuple[int, int]:
@@ -84,6 +88,8 @@ def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
 
 def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
     millis, pos = read_long(buf, pos)
+    if -_FLOAT_EXACT_MS < millis < _FLOAT_EXACT_MS:  # half the time of timedelta arithmetic
+        return datetime.fromtimestamp(millis / 1000, UTC), pos
     return _EPOCH + timedelta(milliseconds=millis), pos
 
 

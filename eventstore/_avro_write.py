@@ -22,10 +22,19 @@ _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _CACHE_LIMIT = 4096
 
 
+#: The one-byte varints (zig-zag values 0..127: longs -64..63), built once.
+_ONE_BYTE = tuple(bytes((z,)) for z in range(0x80))
+
+
 def long_bytes(n: int) -> bytes:
     """Avro ``long``: zig-zag, then base-128 varint."""
     if not isinstance(n, int):
         raise TypeError(f"expected an int, got {n!r}")
+    z = (n << 1) ^ (n >> 63)  # out-of-range values come out large and take the long way
+    if z < 0x80:  # small lengths, counts, seqs
+        return _ONE_BYTE[z]
+    if z < 0x4000:  # string lengths up to 8191, timestamps do not fit here
+        return bytes(((z & 0x7F) | 0x80, z >> 7))
     if not _LONG_MIN <= n <= _LONG_MAX:
         raise ValueError(f"{n} does not fit in a 64-bit long")
     n = (n << 1) ^ (n >> 63)

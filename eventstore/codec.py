@@ -21,7 +21,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 import fastavro.validation
@@ -89,8 +89,7 @@ class PreparedEvent:
         return len(self.head) + len(encode_long(seq)) + len(self.tail)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class EventKey:
+class EventKey(NamedTuple):
     """What identifies an encoded event, read without decoding it in full (:meth:`Codec.peek`).
 
     Attributes:

@@ -55,6 +55,10 @@ _DDL = (
     'CREATE TABLE checkpoints ("partition" INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL)',
 )
 
+_INSERT_EVENT = (
+    'INSERT INTO events (position, tid, seq, "partition", "offset", event_id, occurred_at, body)'
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
 _FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
 
@@ -201,7 +205,14 @@ class ThreadIndex:
             try:
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    stored = self._stage(con, records)
+                    con.execute("SAVEPOINT bulk")
+                    try:
+                        stored = self._stage(con, records, bulk=True)
+                        con.execute("RELEASE bulk")
+                    except sqlite3.IntegrityError:  # a redelivery or a conflict: row by row
+                        con.execute("ROLLBACK TO bulk")
+                        con.execute("RELEASE bulk")
+                        stored = self._stage(con, records, bulk=False)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
@@ -211,12 +222,15 @@ class ThreadIndex:
         return stored
 
     def _stage(
-        self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]]
+        self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]], *, bulk: bool
     ) -> list[Indexed]:
         """Write ``records`` into the open transaction; return the events stored.
 
         Only the envelope's leading fields are read (:meth:`Codec.peek`): the index checks
-        an event's header and identity, a read decodes the rest.
+        an event's header and identity, a read decodes the rest. ``bulk`` inserts every
+        event in one statement and raises ``sqlite3.IntegrityError`` if any (thread, seq)
+        is taken (the caller then rolls back and stages row by row, which tells a
+        redelivery from a conflict); otherwise each event is looked up first.
         """
         next_offsets = self._read_checkpoints(con)
         moved: dict[int, int] = {}
@@ -224,6 +238,7 @@ class ThreadIndex:
         position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
         peek = self.codec.peek
         stored: list[Indexed] = []
+        rows: list[tuple[int, int, int, int, int, str, int, bytes]] = []
         for partition, offset, value in records:
             if offset < next_offsets.get(partition, 0):
                 continue
@@ -233,21 +248,34 @@ class ThreadIndex:
             if tid is None:
                 tid = self._tid(con, key.thread_id, key.tenant)
                 tids[key.thread_id] = tid
-            row = con.execute(
-                "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, key.seq)
-            ).fetchone()
-            if row is not None:
-                if row[0] == key.event_id:
-                    continue
-                raise IndexConflict(key.thread_id, key.seq, row[0], key.event_id, partition, offset)
+            if not bulk:
+                row = con.execute(
+                    "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, key.seq)
+                ).fetchone()
+                if row is not None:
+                    if row[0] == key.event_id:
+                        continue
+                    raise IndexConflict(
+                        key.thread_id, key.seq, row[0], key.event_id, partition, offset
+                    )
             position += 1
-            # Inserted one by one so a repeat later in the same batch finds this row.
-            con.execute(
-                'INSERT INTO events (position, tid, seq, "partition", "offset", event_id,'
-                " occurred_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (position, tid, key.seq, partition, offset, key.event_id, key.occurred_ms, value),
+            row_values = (
+                position,
+                tid,
+                key.seq,
+                partition,
+                offset,
+                key.event_id,
+                key.occurred_ms,
+                value,
             )
+            if bulk:
+                rows.append(row_values)
+            else:  # one by one, so a repeat later in the same batch finds this row
+                con.execute(_INSERT_EVENT, row_values)
             stored.append(Indexed(key.event_id, key.thread_id, key.seq, position))
+        if rows:
+            con.executemany(_INSERT_EVENT, rows)
         con.executemany(
             'INSERT INTO checkpoints ("partition", next_offset) VALUES (?, ?)'
             ' ON CONFLICT ("partition") DO UPDATE SET next_offset = excluded.next_offset',

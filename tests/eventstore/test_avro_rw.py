@@ -17,9 +17,9 @@ from eventstore._avro_write import field_encoder, long_bytes
 TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
 MAP = {"type": "map", "values": "long"}
 LONGS = st.integers(-(2**63), 2**63 - 1)
-TIMES = st.integers(-(10**12), 4 * 10**12).map(
-    lambda ms: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-)
+#: near the epoch (the reader's float path) and over the whole of years 1..9999
+MILLIS = st.integers(-(10**12), 4 * 10**12) | st.integers(-62135596800000, 253402300799999)
+TIMES = MILLIS.map(lambda ms: datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms))
 CASES: list[tuple[Any, st.SearchStrategy[Any]]] = [
     ("string", st.text()),
     ("long", LONGS),
@@ -87,6 +87,14 @@ def test_writers_refuse_values_that_do_not_fit(
     assert encode is not None
     with pytest.raises(error):
         encode(value)
+
+
+@pytest.mark.parametrize("ms", [4 * 10**12 - 1, 4 * 10**12, -(4 * 10**12) + 1, -(4 * 10**12), 0])
+def test_timestamps_at_the_edges_of_the_float_path_read_exactly(ms: int) -> None:
+    read = field_reader(TIMESTAMP)
+    assert read is not None
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+    assert read(long_bytes(ms), 0) == (expected, len(long_bytes(ms)))
 
 
 def test_readers_refuse_bytes_that_do_not_fit() -> None:
