@@ -149,6 +149,8 @@ class Sequencer:
         )
         self._partitions: dict[int, _PartitionState] = {}
         self._lock = anyio.Lock()
+        self._uncommitted: dict[Any, int] = {}
+        self._commit_wanted = anyio.Event()
         self.joined = anyio.Event()
         self.rounds = 0
 
@@ -179,6 +181,7 @@ class Sequencer:
         with anyio.move_on_after(_IDLE_TIMEOUT, shield=True):
             await self._lock.acquire()
             acquired = True
+            await self._flush_commits()  # so the next owner need not answer them again
         if not acquired:
             logger.warning(
                 "sequencer round still running after %.0f s; stopping it anyway", _IDLE_TIMEOUT
@@ -191,6 +194,7 @@ class Sequencer:
 
     async def revoke(self, partitions: set[int]) -> None:
         async with self._lock:  # let the round in progress finish and commit
+            await self._flush_commits()
             for p in partitions:
                 self._partitions.pop(p, None)
 
@@ -198,22 +202,38 @@ class Sequencer:
         """Fetch and decide commands until cancelled."""
         consumer = self._consumer
         watch = StallWatch(consumer, "the sequencer")
+        async with anyio.create_task_group() as committer:
+            committer.start_soon(self._commit_in_background)
+            while True:
+                await watch.check()
+                batch: dict[Any, list[Any]] = await consumer.getmany(
+                    timeout_ms=200, max_records=_MAX_RECORDS
+                )
+                if not batch:
+                    continue
+                async with self._lock:
+                    done: dict[Any, int] = {}
+                    async with anyio.create_task_group() as tg:
+                        for tp, records in batch.items():
+                            state = self._partitions.get(tp.partition)
+                            if state is not None and records:
+                                tg.start_soon(self._round, tp, state, records, done)
+                    if done:
+                        self._uncommitted.update(done)
+                        self._commit_wanted.set()
+
+    async def _commit_in_background(self) -> None:
+        """Commit the offsets of finished rounds, one request at a time, while the next
+        rounds are decided (their effects are durable already; see :meth:`_commit`)."""
         while True:
-            await watch.check()
-            batch: dict[Any, list[Any]] = await consumer.getmany(
-                timeout_ms=200, max_records=_MAX_RECORDS
-            )
-            if not batch:
-                continue
-            async with self._lock:
-                done: dict[Any, int] = {}
-                async with anyio.create_task_group() as tg:
-                    for tp, records in batch.items():
-                        state = self._partitions.get(tp.partition)
-                        if state is not None and records:
-                            tg.start_soon(self._round, tp, state, records, done)
-                if done:
-                    await self._commit(done)
+            await self._commit_wanted.wait()
+            self._commit_wanted = anyio.Event()
+            await self._flush_commits()
+
+    async def _flush_commits(self) -> None:
+        if self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
+            await self._commit(offsets)
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
         """Commit the rounds' command offsets, one request for every partition of the fetch.
