@@ -73,6 +73,7 @@ DEFAULT_MAX_EVENT_BYTES = 1 << 20
 #: Commands for one partition share a record up to this size (a bigger command goes alone).
 _BATCH_BYTES = 1 << 20
 _PARTITION_CACHE = 100_000
+_EXPIRY_TICK = 0.05
 
 
 class AppendTimedOut(EventStoreError):
@@ -187,6 +188,7 @@ class KafkaEventLog:
         self._outcomes: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiters: dict[str, _Waiter] = {}
+        self._deadlines: deque[tuple[float, _Waiter]] = deque()
         # per partition: command batches not sent yet (the last one still filling), and
         # the partitions whose sender task is running
         self._unsent: dict[int, deque[_Batch]] = {}
@@ -257,6 +259,7 @@ class KafkaEventLog:
         await self._tg.__aenter__()
         self._tg.start_soon(self._supervise, "the index consumer", self._feed.run)
         self._tg.start_soon(self._supervise, "the outcome listener", self._listen)
+        self._tg.start_soon(self._expire)
         if self._run_sequencer:
             self._sequencer = Sequencer(
                 bootstrap=self.bootstrap,
@@ -491,8 +494,10 @@ class KafkaEventLog:
         """
         partition = self._partition_of(command.thread_id)
         batch = self._enqueue(partition, item, waiter)
-        with anyio.move_on_after(self.outcome_timeout):
-            await waiter.done.wait()
+        # the timeout is kept by _expire (a cancel scope per append costs more than the
+        # rest of the wait)
+        self._deadlines.append((anyio.current_time() + self.outcome_timeout, waiter))
+        await waiter.done.wait()
         assert self._feed is not None
         self._feed.check()
         if waiter.error is not None:
@@ -512,6 +517,19 @@ class KafkaEventLog:
             raise outcome.error()
         await self._feed.wait_ingested(outcome.partition, max(outcome.offsets))
         return outcome
+
+    async def _expire(self) -> None:
+        """Wake the appends whose outcome did not come within ``outcome_timeout``.
+
+        Deadlines are queued in the order appends start, all ``outcome_timeout`` apart from
+        their start, so the queue is sorted; it is looked at every 50 ms.
+        """
+        deadlines = self._deadlines
+        while True:
+            await anyio.sleep(_EXPIRY_TICK)
+            now = anyio.current_time()
+            while deadlines and deadlines[0][0] <= now:
+                deadlines.popleft()[1].done.set()  # a no-op for an append already answered
 
     def _partition_of(self, thread_id: str) -> int:
         """The thread's partition (murmur2 is pure Python in aiokafka: remembered)."""
