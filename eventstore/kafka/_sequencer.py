@@ -242,7 +242,10 @@ class Sequencer:
         partition next, and read as retries (their events are in the index).
         """
         try:
-            await self._consumer.commit(offsets)
+            # not cut short by a closing log: aiokafka would fail the request later with
+            # nobody to see it
+            with anyio.move_on_after(self.options.request_timeout * 2, shield=True):
+                await self._consumer.commit(offsets)
         except Exception as exc:
             logger.warning(
                 "committing the sequencer's offsets failed (%s); the next owner of partitions "
