@@ -3,6 +3,8 @@ and faults (a broker that restarts or is down), against real Tansu brokers."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 import uuid
 from pathlib import Path
@@ -28,10 +30,12 @@ from eventstore.kafka._wire import (
     KIND_OUTCOME,
     AppendCommand,
     command_batch,
+    decode_commands,
     decode_outcomes,
     encode_command,
     header,
 )
+from eventstore.payloads import MemorySet
 from tests.contracts.conftest import KAFKA_TEST_OPTIONS
 from tests.kafka.broker import TansuBroker
 from tests.samples import event
@@ -131,6 +135,52 @@ async def test_a_command_in_another_partition_than_its_thread_is_rejected(
         assert found[0].rejected.code == "wrong_partition"
         assert f"belongs to partition {right}" in found[0].rejected.reason
         assert await log.version("t") == 1
+
+
+async def test_concurrent_appends_share_command_records_up_to_the_batch_size(
+    kafka_broker: TansuBroker,
+) -> None:
+    """Appends to one partition that wait while a command record is on its way go out
+    together, in order, in records no bigger than the batch size allows."""
+    topo = topology()
+    options = dataclasses.replace(KAFKA_TEST_OPTIONS, max_batch_bytes=64 * 1024)
+    text = "x" * 3000  # ~3 KB a command: about 20 fit in one 64 KiB record
+    async with make(kafka_broker, topo, options=options) as log:
+        results: dict[int, Any] = {}
+
+        async def one(i: int) -> None:
+            payload = MemorySet(key=f"k{i}", value_json=json.dumps(text))
+            results[i] = await log.append(f"t{i % 3}", [event(payload)])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(150):
+                tg.start_soon(one, i)
+        for thread in ("t0", "t1", "t2"):
+            seqs = [e.seq for e in await log.read_thread(thread)]
+            assert seqs == list(range(1, 51))
+        assert sorted(r.first_seq for r in results.values()) == sorted(list(range(1, 51)) * 3)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_broker.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topo.commands.name, p) for p in range(4)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        sizes: list[int] = []
+        commands = 0
+        for _ in range(10):
+            batch = await consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                for r in records:
+                    if header(r.headers, KIND) == KIND_APPEND:
+                        sizes.append(len(r.value))
+                        commands += len(decode_commands(r.value))
+            if not batch and sizes:
+                break
+    finally:
+        await consumer.stop()
+    assert commands == 150
+    assert len(sizes) < 150  # shared records
+    assert max(sizes) <= 64 * 1024
 
 
 async def test_a_log_without_a_sequencer_appends_through_another_ones(
