@@ -140,6 +140,7 @@ class Sequencer:
         self.producer = producer
         self.options = options
         self._prefix = codec._prefix  # the single-object header events must carry
+        self._headers: dict[str, list[tuple[str, bytes]]] = {}
         self._consumer = options.consumer(
             bootstrap,
             client_id,
@@ -368,11 +369,13 @@ class Sequencer:
                 for i, prepared in enumerate(command.events):
                     seq = decision.first_seq + i
                     value = prepared.head + encode_long(seq) + prepared.tail
-                    headers = [
-                        ("type", prepared.type.encode()),
-                        ("fingerprint", self._prefix[2:].hex().encode()),
-                        CONTENT_TYPE,
-                    ]
+                    headers = self._headers.get(prepared.type)
+                    if headers is None:  # one list per event type, shared by its records
+                        headers = self._headers[prepared.type] = [
+                            ("type", prepared.type.encode()),
+                            ("fingerprint", self._prefix[2:].hex().encode()),
+                            CONTENT_TYPE,
+                        ]
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         batch = await self._flush(batch, p, threads_topic, state, batch_ids)
                         batch_ids = []
