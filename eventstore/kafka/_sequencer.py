@@ -1,11 +1,14 @@
 """The sequencer: the single writer of every thread in the partitions it owns.
 
 A member of the consumer group ``group_id`` on the commands topic. For each partition it
-owns it works in rounds: take the append commands fetched for the partition, decide each
-(:func:`eventstore.decide.decide`, the embedded log's rule), write the accepted events to
-the same partition of the threads topic as **one record batch** (so a round lands whole or
-not at all, in order), wait for the broker's acknowledgement, then write the outcomes to
-the commands topic, and only then commit the commands' offsets.
+owns it works in rounds: take the append commands fetched for the partition (each record
+an ``AppendBatch`` of one client's commands), decide each (:func:`eventstore.decide.decide`,
+the embedded log's rule), write the accepted events to the same partition of the threads
+topic as **one record batch** (so a round lands whole or not at all, in order), wait for
+the broker's acknowledgement, hand the outcomes of its own log's commands over in process,
+write the others (and every rejection) to the commands topic, one record per client, and
+only then let the commands' offsets be committed (in the background, one request at a
+time, while the next rounds are decided).
 
 State per owned partition: the versions of the threads it decided on, and the events it
 produced that the local thread index has not ingested yet. Everything else comes from the

@@ -8,7 +8,10 @@ a consumer of the threads topic keeps up to date; ``append()`` returns once its 
 in this log's index, so a process reads its own writes.
 
 Every ``KafkaEventLog`` runs, in its task group: the index consumer, an outcome listener
-on the commands topic, and (unless ``sequencer=False``) a sequencer group member.
+on the commands topic, (unless ``sequencer=False``) a sequencer group member, a task that
+times out appends whose outcome is late, and, while appends wait to be sent, one sender
+per partition (appends to a partition that arrive while its command record is on the way
+go out together in the next one; ``docs/kafka.md``).
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 #: Commands for one partition share a record up to this size (a bigger command goes alone).
 _BATCH_BYTES = 1 << 20
+#: Thread ids whose partition is remembered (the cache starts over when full).
 _PARTITION_CACHE = 100_000
+#: Seconds between looks at the append deadlines (how late a timeout may fire).
 _EXPIRY_TICK = 0.05
 
 
