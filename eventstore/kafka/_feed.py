@@ -131,17 +131,13 @@ class IndexFeed:
         self._changed = anyio.Event()
         for partition, heap in self._offset_waiters.items():
             ingested = self.next_offsets.get(partition, 0)
-            while heap and (heap[0][0] < ingested or self.failure is not None):
+            while heap and (heap[0][0] < ingested or self.failure is not None or self.closed):
                 heapq.heappop(heap)[2].set()
 
     def wake(self) -> None:
         """Wake every waiter (when the log closes): appends still waiting raise LogClosed."""
         self.closed = True
         self._notify()
-        for heap in self._offset_waiters.values():
-            for _, _, event in heap:
-                event.set()
-            heap.clear()
 
     def next_change(self) -> anyio.Event:
         """An event set at the next ingest (or empty fetch): take it before reading."""
@@ -152,12 +148,6 @@ class IndexFeed:
         """Raise the feed's failure, if it stopped."""
         if self.failure is not None:
             raise StorageError(f"the Kafka thread index stopped: {self.failure}")
-
-    async def changed(self) -> None:
-        """Wait for the next ingest (or an empty fetch)."""
-        self.check()
-        await self._changed.wait()
-        self.check()
 
     async def wait_ingested(self, partition: int, offset: int) -> None:
         """Wait until the record at ``offset`` of ``partition`` is in the index.

@@ -240,7 +240,7 @@ class Sequencer:
             await self._commit(offsets)
 
     async def _commit(self, offsets: dict[Any, int]) -> None:
-        """Commit the rounds' command offsets, one request for every partition of the fetch.
+        """Commit finished rounds' command offsets (every partition's in one request).
 
         A failed commit loses nothing: those commands are decided again by whoever owns the
         partition next, and read as retries (their events are in the index).
@@ -346,6 +346,9 @@ class Sequencer:
         answered: list[tuple[AppendCommand, AppendOutcome | Status]] = []
         threads_topic = self.topology.threads.name
         for command in commands:
+            if command.thread_id in misplaced:
+                answered.append((command, self._rejected(command, p, None, "", misplaced=True)))
+                continue
             event_ids = [e.event_id for e in command.events]
             seen = {
                 e: StoredEvent(s.thread_id, s.seq, s.offset)
@@ -353,9 +356,6 @@ class Sequencer:
                 if (s := state.produced.get(e)) is not None
             }
             seen.update((e, stored[e]) for e in event_ids if e in stored and e not in seen)
-            if command.thread_id in misplaced:
-                answered.append((command, self._rejected(command, p, None, "", misplaced=True)))
-                continue
             current = state.versions.get(command.thread_id, 0)
             bad_schema = next(
                 (e for e in command.events if not e.head.startswith(self._prefix)), None

@@ -117,14 +117,13 @@ class _Waiter:
 class _Batch:
     """Encoded commands for one partition that go out as one ``AppendBatch`` record."""
 
-    __slots__ = ("error", "items", "sent", "size", "waiters")
+    __slots__ = ("items", "sent", "size", "waiters")
 
     def __init__(self) -> None:
         self.items: list[bytes] = []
         self.waiters: list[_Waiter] = []
         self.size = 0
         self.sent = anyio.Event()
-        self.error: BaseException | None = None
 
 
 def default_index_path(data_dir: Path, bootstrap: str, topology: KafkaTopology) -> Path:
@@ -375,9 +374,9 @@ class KafkaEventLog:
             waiter.done.set()
         for batches in self._unsent.values():
             for batch in batches:
-                batch.error = LogClosed(repr(self), self._state)
+                closed = LogClosed(repr(self), self._state)
                 for waiter in batch.waiters:
-                    waiter.error = batch.error
+                    waiter.error = closed
                     waiter.done.set()
                 batch.sent.set()
         self._unsent.clear()
@@ -591,7 +590,6 @@ class KafkaEventLog:
                         send,
                     )
                 except Exception as exc:  # every append of the batch raises it
-                    batch.error = exc
                     for waiter in batch.waiters:
                         if waiter.outcome is None:
                             waiter.error = exc
