@@ -2,9 +2,10 @@
 
 The mirror of :mod:`eventstore._avro_write`: plain Python reads the envelope's strings,
 longs, timestamp, map of longs and optional strings faster than a fastavro call sets itself
-up; payload records still go through fastavro. Each reader takes the buffer and an offset
-and returns the value and the next offset; it raises ``IndexError`` or ``ValueError`` on
-bytes that end early or do not fit, and the codec then names the field.
+up; :mod:`eventstore._avro_payload` builds the payload records' readers from these. Each
+reader takes the buffer and an offset and returns the value and the next offset; it raises
+``IndexError`` or ``ValueError`` on bytes that end early or do not fit, and the codec then
+names the field.
 """
 
 from __future__ import annotations
@@ -93,15 +94,23 @@ def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
     return _EPOCH + timedelta(milliseconds=millis), pos
 
 
-def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
-    out: dict[str, int] = {}
-    count, pos = read_block_count(buf, pos)
-    while count:
-        for _ in range(count):
-            key, pos = read_string(buf, pos)
-            out[key], pos = read_long(buf, pos)
+def map_reader(values: Reader) -> Reader:
+    """A reader of an Avro map whose values ``values`` reads (a ``dict``)."""
+
+    def read(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
+        out: dict[str, Any] = {}
         count, pos = read_block_count(buf, pos)
-    return out, pos
+        while count:
+            for _ in range(count):
+                key, pos = read_string(buf, pos)
+                out[key], pos = values(buf, pos)
+            count, pos = read_block_count(buf, pos)
+        return out, pos
+
+    return read
+
+
+_map_of_longs = map_reader(read_long)
 
 
 def field_reader(schema: Any) -> Reader | None:

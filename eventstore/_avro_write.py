@@ -3,8 +3,8 @@
 fastavro spends a few microseconds per call just setting up; the envelope's own fields are
 strings, longs, a timestamp, a map of longs and optional strings, which plain Python writes
 faster, and the strings that repeat (thread, tenant, type, actor) are cached. Payload
-records still go through fastavro. A property test checks the result byte for byte against
-fastavro encoding the whole envelope.
+records are written by :mod:`eventstore._avro_payload` from these pieces. A property test
+checks the result byte for byte against fastavro encoding the whole envelope.
 
 Each encoder raises ``TypeError`` or ``ValueError`` for a value that does not fit; the codec
 then asks fastavro's validator to name the field.

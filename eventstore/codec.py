@@ -26,12 +26,13 @@ from typing import Any, NamedTuple
 import fastavro
 import fastavro.validation
 
+from eventstore._avro_payload import PayloadReader, PayloadWriter, Unsupported, compile_record
 from eventstore._avro_read import Reader, field_reader, read_long, read_string
 from eventstore._avro_write import Encoder, field_encoder, long_bytes
 from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
 from eventstore.errors import CorruptEvent, InvalidEvent, SchemaError, UnknownSchema
-from eventstore.payloads import Payload, from_avro, to_avro
+from eventstore.payloads import RECORD_TYPES, Payload, from_avro, to_avro
 from eventstore.schema import SchemaSet, expand, shipped_schemas
 
 MAGIC = b"\xc3\x01"
@@ -60,12 +61,15 @@ def _read_long(buf: io.BytesIO) -> int:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FastPath:
-    """Direct encoders of the envelope fields before and after ``seq``, and per payload
-    record its union branch index (encoded) and parsed schema."""
+    """Direct encoders of the envelope fields before and after ``seq``; per payload
+    record its union branch index (encoded) and parsed schema (fastavro's route); and per
+    payload class and record its direct writer and reader (:mod:`eventstore._avro_payload`)."""
 
     head: list[tuple[str, Encoder]]
     tail: list[tuple[str, Encoder]]
     branches: dict[str, tuple[bytes, Any]]
+    writers: dict[type[Payload], tuple[bytes, PayloadWriter]]
+    readers: dict[str, PayloadReader]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,16 +181,31 @@ class Codec:
             raise SchemaError("the envelope's last field must be 'payload'")
         names = self.schemas.payload_names()
         branches = {}
+        writers: dict[type[Payload], tuple[bytes, PayloadWriter]] = {}
+        readers: dict[str, PayloadReader] = {}
         for index, name in enumerate(names):
-            record = fastavro.parse_schema(expand(name, self.schemas.named), named_schemas={})
+            expanded = expand(name, self.schemas.named)
+            record = fastavro.parse_schema(expanded, named_schemas={})
             branches[name] = (long_bytes(index), record)
-        return _FastPath(encoders[:cut], encoders[cut:], branches)
+            try:
+                write, read = compile_record(expanded, RECORD_TYPES)
+            except Unsupported as exc:
+                raise SchemaError(
+                    f"payload record {name!r}: {exc}, which the codec's direct route does "
+                    "not handle (eventstore/_avro_payload.py)"
+                ) from exc
+            writers[typing.cast(type[Payload], RECORD_TYPES[name])] = (long_bytes(index), write)
+            readers[name] = read
+        return _FastPath(encoders[:cut], encoders[cut:], branches, writers, readers)
 
     def _compile_readers(
         self, fields: list[dict[str, Any]]
-    ) -> tuple[list[tuple[Reader, Callable[[RecordedEvent, Any], None]]], list[tuple[str, Any]]]:
+    ) -> tuple[
+        list[tuple[Reader, Callable[[RecordedEvent, Any], None]]],
+        list[tuple[str, PayloadReader]],
+    ]:
         """Direct readers for the envelope's own fields (in order) and, per union branch
-        of the payload, its record name and parsed schema.
+        of the payload, its record name and direct reader.
 
         Raises:
             SchemaError: an envelope field has a type the direct reader does not read.
@@ -200,7 +219,8 @@ class Codec:
                     "the codec's direct reader does not read (eventstore/_avro_read.py)"
                 )
             readers.append((reader, getattr(RecordedEvent, field["name"]).__set__))
-        branches = [(name, self._fast.branches[name][1]) for name in self.schemas.payload_names()]
+        fast = self._fast
+        branches = [(name, fast.readers[name]) for name in self.schemas.payload_names()]
         return readers, branches
 
     # --- encoding ----------------------------------------------------------------------
@@ -236,17 +256,30 @@ class Codec:
             "idempotency_key": event.idempotency_key,
         }
         try:
-            name, plain = to_avro(payload)
-            index, record = fast.branches[name]
-            body = io.BytesIO()
-            fastavro.schemaless_writer(body, record, plain)
             head = self._prefix + b"".join([enc(values[n]) for n, enc in fast.head])
             tail = b"".join([enc(values[n]) for n, enc in fast.tail])
+            body = self._payload_bytes(payload)
         except Exception as exc:  # fastavro raises many kinds; diagnose names the field
             raise self._invalid(
                 {**values, "seq": 1, "payload": to_avro(payload)}, event_type, exc
             ) from exc
-        return PreparedEvent(event.event_id, event_type, head, tail + index + body.getvalue())
+        return PreparedEvent(event.event_id, event_type, head, tail + body)
+
+    def _payload_bytes(self, payload: Payload) -> bytes:
+        """The payload's union branch and record, by the direct writer when it takes the
+        values (the bytes are the same), else by fastavro (which also takes, for instance,
+        an ``int`` where a ``float`` is declared, or a subclass)."""
+        direct = self._fast.writers.get(type(payload))
+        if direct is not None:
+            try:
+                return direct[0] + direct[1](payload)
+            except Exception:  # any misfit: fastavro decides below
+                pass
+        name, plain = to_avro(payload)
+        index, record = self._fast.branches[name]
+        body = io.BytesIO()
+        fastavro.schemaless_writer(body, record, plain)
+        return index + body.getvalue()
 
     def finish(self, prepared: PreparedEvent, seq: int) -> bytes:
         """Return the complete encoding of ``prepared`` at ``seq``."""
@@ -349,8 +382,8 @@ class Codec:
         return EventKey(event.event_id, event.thread_id, event.tenant, event.seq, millis)
 
     def _decode_current(self, data: bytes, position: int) -> RecordedEvent:
-        """Decode an event written with the current schema: envelope fields read directly,
-        the payload by fastavro."""
+        """Decode an event written with the current schema: the envelope's fields and the
+        payload read directly (:mod:`eventstore._avro_payload`)."""
         event = _new_recorded(RecordedEvent)
         try:
             pos = HEADER_SIZE
@@ -358,21 +391,19 @@ class Codec:
                 value, pos = read(data, pos)
                 set_(event, value)
             branch, pos = read_long(data, pos)
-            name, parsed = self._branches[branch]
-            buf = io.BytesIO(data)
-            buf.seek(pos)
-            plain = typing.cast(dict[str, Any], fastavro.schemaless_reader(buf, parsed, None))
+            if branch < 0:
+                raise IndexError(f"union branch {branch}")
+            name, read_payload = self._branches[branch]
+            payload, pos = read_payload(data, pos)
         except Exception as exc:  # decode failures come as many types; diagnose names the field
             raise _diagnose(data, self.schemas.envelope, self._named) from exc
-        if buf.tell() != len(data):
-            raise CorruptEvent(
-                event.type, "(end)", f"{len(data) - buf.tell()} bytes left after the event"
-            )
+        if pos != len(data):
+            raise CorruptEvent(event.type, "(end)", f"{len(data) - pos} bytes left after the event")
         if name[len(_NS_PREFIX) :] != event.type:
             raise CorruptEvent(
                 event.type, "payload", f"type says {event.type!r} but the payload is a {name}"
             )
-        _set_payload(event, from_avro(name, plain))
+        _set_payload(event, typing.cast(Payload, payload))
         _set_position(event, position)
         return event
 

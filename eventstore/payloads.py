@@ -442,7 +442,13 @@ def _from_plain(cls: type[Record], d: dict[str, Any]) -> Record:
     return _FROM[cls](d)
 
 
-for _cls in (FileRef, Part, Sibling, Candidate, *PAYLOAD_TYPES.values()):
+_RECORDS: tuple[type[Record], ...] = (FileRef, Part, Sibling, Candidate, *PAYLOAD_TYPES.values())
+RECORD_TYPES: Mapping[str, type[Record]] = types.MappingProxyType(
+    {c.AVRO_NAME: c for c in _RECORDS}
+)
+"""Avro record full name -> Python class, for every record: payloads and those inside them."""
+
+for _cls in RECORD_TYPES.values():
     _compile(_cls)
 
 

@@ -154,6 +154,16 @@ def test_trailing_bytes_are_refused() -> None:
         CODEC.decode(data + b"\x00\x00")
 
 
+def test_negative_payload_branch_is_refused() -> None:
+    # Branch -1 must not pick the union's last record the way a Python index would.
+    e = event(SAMPLES["thread.Forked"])
+    data = CODEC.encode("t-1", 1, e)
+    at = len(data) - len(CODEC._payload_bytes(e.payload))
+    with pytest.raises(CorruptEvent, match="union branch -1") as info:
+        CODEC.decode(data[:at] + b"\x01" + data[at + 1 :])
+    assert info.value.field == "payload"
+
+
 def test_unknown_fingerprint_is_refused() -> None:
     data = bytearray(CODEC.encode("t", 1, event()))
     data[2:10] = b"\x01" * 8
