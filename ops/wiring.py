@@ -57,8 +57,8 @@ def sqlite_path(url: str) -> Path:
     return Path(url[len(prefix) :])
 
 
-def _embedded(url: str, settings: Settings) -> EventLog:
-    cfg = settings.embedded
+def _embedded(url: str, settings: Settings, writes: bool = True) -> EventLog:
+    cfg = settings.embedded  # one file, no sequencer: writes makes no difference
     return EmbeddedEventLog(
         sqlite_path(url),
         fsync=cfg.fsync,
@@ -87,7 +87,7 @@ def kafka_bootstrap(url: str) -> str:
     return ",".join(parts)
 
 
-def _kafka(url: str, settings: Settings) -> EventLog:
+def _kafka(url: str, settings: Settings, writes: bool = True) -> EventLog:
     cfg = settings.kafka
     bootstrap = kafka_bootstrap(url)
     topology = KafkaTopology.default(
@@ -109,28 +109,37 @@ def _kafka(url: str, settings: Settings) -> EventLog:
         cfg.index_path or default_index_path(settings.data_dir, bootstrap, topology),
         topology=topology,
         group_id=cfg.group_id,
-        sequencer=cfg.sequencer,
+        # A process that only reads never joins the sequencer group: a one-shot command
+        # joining and leaving would make the group rebalance, pausing every append.
+        sequencer=cfg.sequencer and writes,
         max_event_bytes=cfg.max_event_bytes,
         outcome_timeout=cfg.outcome_timeout,
         options=options,
     )
 
 
-BACKENDS: dict[str, Callable[[str, Settings], EventLog]] = {
+BACKENDS: dict[str, Callable[[str, Settings, bool], EventLog]] = {
     "sqlite": _embedded,
     "kafka": _kafka,
 }
-"""Log URL scheme -> constructor of the backend."""
+"""Log URL scheme -> constructor of the backend: (URL, settings, writes) -> log."""
 
 
-def open_log(settings: Settings, url: str | None = None) -> EventLog:
+def open_log(settings: Settings, url: str | None = None, *, writes: bool = True) -> EventLog:
     """Build (not yet open) the event log that ``url`` or the settings name.
+
+    Args:
+        settings: The settings.
+        url: A log URL instead of the configured one.
+        writes: False when the caller only reads: on Kafka the log then takes no part in
+            sequencing (whatever ``kafka.sequencer`` says), so a short-lived reader does not
+            make the sequencer group rebalance.
 
     Raises:
         ConfigError: unknown scheme or unusable URL.
     """
     url = url or settings.log_url()
-    return _by_scheme(BACKENDS, url, "log URL")(url, settings)
+    return _by_scheme(BACKENDS, url, "log URL")(url, settings, writes)
 
 
 T = TypeVar("T")
@@ -228,6 +237,7 @@ async def open_projections(
     run_projector: bool = False,
     emit_conflicts: bool = True,
     rules: MergeRules | None = None,
+    writes: bool = True,
 ) -> AsyncIterator[Projections]:
     """Open the log (unless given, already open), the snapshot store and, optionally, a
     projector, and wire a reader and commands to them.
@@ -239,6 +249,7 @@ async def open_projections(
         run_projector: Start a projector (``immediate`` writes then wait for it).
         emit_conflicts: Whether that projector reports ``memory.Conflict`` events.
         rules: Merge rules instead of the configured ones.
+        writes: False when nothing will be appended (see :func:`open_log`).
 
     Raises:
         ConfigError: a setting cannot be used.
@@ -248,7 +259,7 @@ async def open_projections(
     store = open_snapshot_store(settings)
     async with contextlib.AsyncExitStack() as stack:
         if log is None:
-            log = await stack.enter_async_context(open_log(settings))
+            log = await stack.enter_async_context(open_log(settings, writes=writes))
         await stack.enter_async_context(store)
         reader = StateReader(
             log,

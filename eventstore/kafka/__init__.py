@@ -12,7 +12,12 @@ from eventstore.kafka._topics import (
     TopicSpec,
     ensure_topics,
 )
-from eventstore.kafka.log import AppendTimedOut, KafkaEventLog, default_index_path
+from eventstore.kafka.log import (
+    AppendTimedOut,
+    KafkaEventLog,
+    SequencerStatus,
+    default_index_path,
+)
 
 __all__ = [
     "AppendTimedOut",
@@ -22,6 +27,7 @@ __all__ = [
     "KafkaTopology",
     "Located",
     "RetryPolicy",
+    "SequencerStatus",
     "ThreadIndex",
     "TopicMismatch",
     "TopicSetupFailed",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -157,6 +157,8 @@ class Sequencer:
         self._commit_wanted = anyio.Event()
         self.joined = anyio.Event()
         self.rounds = 0
+        #: Commands answered so far, by outcome status (accepted, duplicate, rejected).
+        self.answered: Counter[str] = Counter()
 
     @property
     def owned(self) -> list[int]:
@@ -295,6 +297,7 @@ class Sequencer:
         commands = [c for record in records for c in self._commands(record)]
         if commands:
             outcomes = await self._write(p, state, commands)
+            self.answered.update(outcome.status for _, outcome in outcomes)
             if self._deliver is not None:
                 for command, outcome in outcomes:
                     if command.reply_to == self._local:

@@ -17,6 +17,7 @@ go out together in the next one; ``docs/kafka.md``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -130,6 +131,28 @@ def default_index_path(data_dir: Path, bootstrap: str, topology: KafkaTopology) 
     """Where a log keeps its thread index under ``data_dir``: one file per cluster and topic."""
     key = f"{bootstrap}|{topology.threads.name}".encode()
     return data_dir / f"kafka-index-{hashlib.sha256(key).hexdigest()[:16]}.db"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SequencerStatus:
+    """What a log's sequencer has done so far (:meth:`KafkaEventLog.sequencer_status`).
+
+    Attributes:
+        group_id: The sequencers' consumer group.
+        partitions: Partitions this member owns now (it is the single writer of their
+            threads).
+        rounds: Rounds decided (one per fetch of commands from one partition).
+        accepted: Commands whose events it wrote.
+        duplicates: Retried commands answered with their original positions.
+        rejected: Commands refused (stale expected version, misplaced, bad events).
+    """
+
+    group_id: str
+    partitions: tuple[int, ...]
+    rounds: int
+    accepted: int
+    duplicates: int
+    rejected: int
 
 
 class KafkaEventLog:
@@ -654,10 +677,26 @@ class KafkaEventLog:
         rows = await anyio.to_thread.run_sync(index.threads, limit, after)
         return [ThreadInfo(*row) for row in rows]
 
+    def sequencer_status(self) -> SequencerStatus | None:
+        """What this log's sequencer has done so far; None when it runs none
+        (``sequencer=False``, or the log was never opened)."""
+        seq = self._sequencer
+        if seq is None:
+            return None
+        answered = seq.answered
+        return SequencerStatus(
+            self.group_id,
+            tuple(seq.owned),
+            seq.rounds,
+            answered["accepted"],
+            answered["duplicate"],
+            answered["rejected"],
+        )
+
 
 @contextlib.asynccontextmanager
 async def _nothing() -> AsyncIterator[None]:
     yield
 
 
-__all__ = ["AppendTimedOut", "KafkaEventLog", "default_index_path"]
+__all__ = ["AppendTimedOut", "KafkaEventLog", "SequencerStatus", "default_index_path"]

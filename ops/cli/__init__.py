@@ -18,6 +18,7 @@ from ops.cli._context import CliContext, run_guarded
 from ops.cli._demo import demo
 from ops.cli._events import events
 from ops.cli._schemas import schemas
+from ops.cli._sequencer import sequencer
 from ops.cli._state import COMMANDS as STATE_COMMANDS
 from ops.settings import Settings
 
@@ -36,6 +37,7 @@ Examples:
   agentlog state demo-1a2b --at 5                 ... as of seq 5 (or a time, an event id)
   agentlog rollback demo-1a2b --to 5 --reason "bad plan"
   agentlog conflicts                              memory keys waiting for a human
+  agentlog --log kafka://127.0.0.1:9092 sequencer the Kafka log's sequencer, as a service
 """,
 )
 @click.option(
@@ -85,6 +87,7 @@ def cli(ctx: click.Context, log_url: str | None, data_dir: Path | None, verbose:
 cli.add_command(demo)
 cli.add_command(events)
 cli.add_command(schemas)
+cli.add_command(sequencer)
 for _command in STATE_COMMANDS:
     cli.add_command(_command)
 

@@ -25,9 +25,10 @@ class CliContext:
 
     settings: Settings
 
-    def log(self) -> EventLog:
-        """The configured event log, not yet opened."""
-        return open_log(self.settings)
+    def log(self, *, writes: bool = True) -> EventLog:
+        """The configured event log, not yet opened; ``writes=False`` for a command that
+        only reads (on Kafka it then never joins the sequencer group)."""
+        return open_log(self.settings, writes=writes)
 
 
 def fail(message: str) -> NoReturn:

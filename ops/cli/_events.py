@@ -149,7 +149,7 @@ def cat(
     moment = _parse_time(until) if until else None
 
     async def body() -> list[RecordedEvent]:
-        async with ctx.log() as log:
+        async with ctx.log(writes=False) as log:
             return await log.read_thread(thread, from_seq, to_seq, until=moment)
 
     found = run(body)
@@ -188,7 +188,7 @@ def tail(
 
     async def body() -> None:
         shown = 0
-        async with ctx.log() as log:
+        async with ctx.log(writes=False) as log:
             start = from_position if from_position is not None else await log.head() + 1
             async for event in log.subscribe(start):
                 if thread is not None and event.thread_id != thread:
@@ -215,7 +215,7 @@ def threads_(ctx: CliContext, as_json: bool) -> None:
     """List the threads in the log with their versions."""
 
     async def body() -> list[tuple[str, str, int, int]]:
-        async with ctx.log() as log:
+        async with ctx.log(writes=False) as log:
             return [
                 (t.thread_id, t.tenant, t.version, t.first_position) for t in await all_threads(log)
             ]

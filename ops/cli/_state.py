@@ -41,10 +41,19 @@ _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]")
 
 
 def _run(
-    ctx: CliContext, body: Callable[[Projections], Awaitable[T]], *, run_projector: bool = False
+    ctx: CliContext,
+    body: Callable[[Projections], Awaitable[T]],
+    *,
+    run_projector: bool = False,
+    writes: bool = True,
 ) -> T:
+    """Run ``body`` with the log, store, reader and commands open; ``writes=False`` for a
+    command that appends nothing (on Kafka it then never joins the sequencer group)."""
+
     async def main() -> T:
-        async with open_projections(ctx.settings, run_projector=run_projector) as kit:
+        async with open_projections(
+            ctx.settings, run_projector=run_projector, writes=writes
+        ) as kit:
             return await body(kit)
 
     return run(main)
@@ -108,7 +117,7 @@ def state(ctx: CliContext, thread: str, point: str | None, messages: int, as_jso
             fail(f"thread {thread!r} has no events")
         return found
 
-    found = _run(ctx, body)
+    found = _run(ctx, body, writes=False)
     if as_json:
         print_json(to_json(found))
     else:
@@ -138,7 +147,7 @@ def history(ctx: CliContext, thread: str, as_json: bool) -> None:
             fail(f"thread {thread!r} has no events")
         return found
 
-    events = _run(ctx, body)
+    events = _run(ctx, body, writes=False)
     if as_json:
         undone = timeline(events)
         for event in events:
@@ -295,7 +304,7 @@ def conflicts(ctx: CliContext, thread: str | None, as_json: bool) -> None:
                 bar.advance(task)
         return found
 
-    rows = _run(ctx, body)
+    rows = _run(ctx, body, writes=False)
     if as_json:
         for thread_id, key in rows:
             print_json(
@@ -403,7 +412,7 @@ def verify_(ctx: CliContext, thread: str | None, every: bool, as_json: bool) -> 
                 bar.advance(task)
         return results
 
-    results = _run(ctx, body)
+    results = _run(ctx, body, writes=False)
     if as_json:
         for r in results:
             print_json(
@@ -446,7 +455,7 @@ def rebuild_(ctx: CliContext, as_json: bool) -> None:
         count = getattr(kit.reader.observer, "snapshots_saved", 0)
         return result.threads, result.events, int(count), result.seconds, result.position
 
-    threads, events_, snaps, seconds, position = _run(ctx, body)
+    threads, events_, snaps, seconds, position = _run(ctx, body, writes=False)
     rate = events_ / seconds if seconds > 0 else 0.0
     if as_json:
         print_json({"threads": threads, "events": events_, "snapshots": snaps,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -168,3 +169,66 @@ def test_demo_and_thread_state_on_kafka(tmp_path: Path, kafka_env: dict[str, str
     assert at["memory"]["demo.merge.sources"]["value_json"] == "6"
     verified = agentlog("verify", "d", "--json", cwd=tmp_path, env=kafka_env)
     assert verified.returncode == 0 and json.loads(verified.stdout)["ok"] is True
+
+
+SEQUENCER_ARGS = ("sequencer", "--every", "0.2", "--json")
+
+
+def test_sequencer_service_serves_clients_that_do_not_sequence(
+    tmp_path: Path, kafka_env: dict[str, str]
+) -> None:
+    service_dir = tmp_path / "service"
+    service_dir.mkdir()
+    service = subprocess.Popen(
+        [sys.executable, "-c", "from ops.cli import main; main()", *SEQUENCER_ARGS],
+        cwd=service_dir,
+        env={**os.environ, **kafka_env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None
+        started = json.loads(service.stdout.readline())
+        assert (started["what"], started["partitions"]) == ("started", [0, 1, 2, 3])
+        # Clients that take no part in sequencing: only the service can answer them.
+        client = {**kafka_env, "AGENTLOG_KAFKA__SEQUENCER": "false"}
+        first = append(tmp_path, client, "svc", "a", "--expected-version", "0")
+        assert (first["thread_id"], first["seq"]) == ("svc", 1)
+        stale = agentlog(
+            "events",
+            "append",
+            "svc",
+            "--type",
+            "memory.Delete",
+            "--data",
+            '{"key": "a"}',
+            "--expected-version",
+            "0",
+            cwd=tmp_path,
+            env=client,
+        )
+        assert stale.returncode == 1
+        assert "current version is 1" in stale.stderr
+        # A command that only reads never joins the group, whatever the setting says.
+        cat = agentlog("-v", "events", "cat", "svc", "--json", cwd=tmp_path, env=kafka_env)
+        assert cat.returncode == 0, cat.stderr
+        assert [json.loads(line)["seq"] for line in cat.stdout.splitlines()] == [1]
+        assert "sequencer off" in cat.stderr
+        service.send_signal(signal.SIGTERM)
+        out, err = service.communicate(timeout=60)
+    finally:
+        service.kill()
+    assert service.returncode == 0, err
+    assert "SIGTERM: stopping the sequencer" in err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[-1]["what"] == "stopped"
+    assert (lines[-1]["accepted"], lines[-1]["duplicates"], lines[-1]["rejected"]) == (1, 0, 1)
+    assert any(line["what"] == "running" for line in lines)
+
+
+def test_sequencer_needs_a_kafka_log(tmp_path: Path) -> None:
+    done = agentlog("sequencer", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "agentlog sequencer runs on a Kafka log" in done.stderr
+    assert "Traceback" not in done.stderr
