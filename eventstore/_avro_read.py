@@ -30,6 +30,10 @@ def read_long(buf: bytes, pos: int) -> tuple[int, int]:
     if b < 0x80:  # one byte: -64..63, most seqs, lengths and counts
         return (b >> 1) ^ -(b & 1), pos + 1
     pos += 1
+    b1 = buf[pos]
+    if b1 < 0x80:  # two bytes: -8192..8191, version vector counters, longer strings
+        z = (b & 0x7F) | b1 << 7
+        return (z >> 1) ^ -(z & 1), pos + 1
     acc = b & 0x7F
     shift = 7
     while b & 0x80:
@@ -88,6 +92,20 @@ def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
 
 
 def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
+    end = pos + 6
+    if end <= len(buf):  # six-byte varints: every time from 1900 to 2039, read in one go
+        b0, b1, b2, b3, b4, b5 = buf[pos:end]
+        if b5 < 0x80 and b0 & b1 & b2 & b3 & b4 & 0x80:
+            z = (
+                (b0 & 0x7F)
+                | (b1 & 0x7F) << 7
+                | (b2 & 0x7F) << 14
+                | (b3 & 0x7F) << 21
+                | (b4 & 0x7F) << 28
+                | b5 << 35
+            )
+            # |millis| < 2**41 ms: well inside the exact float range below
+            return datetime.fromtimestamp(((z >> 1) ^ -(z & 1)) / 1000, UTC), end
     millis, pos = read_long(buf, pos)
     if -_FLOAT_EXACT_MS < millis < _FLOAT_EXACT_MS:  # half the time of timedelta arithmetic
         return datetime.fromtimestamp(millis / 1000, UTC), pos

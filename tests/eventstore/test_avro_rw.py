@@ -48,6 +48,7 @@ def test_writer_matches_fastavro_and_reader_reads_it_back(
         data = encode(value)
         assert data == _fastavro(schema, value)
         assert read(data + b"tail", 0) == (value, len(data))
+        assert read(b"\x07" + data, 1) == (value, len(data) + 1)  # at the end of the bytes
 
     check()
 
