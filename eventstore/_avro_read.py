@@ -54,12 +54,12 @@ def read_string(buf: bytes, pos: int) -> tuple[str, int]:
         end = pos + (b >> 1)
         if end > len(buf):
             raise IndexError("string runs past the end of the bytes")
-        return buf[pos:end].decode("utf-8"), end
+        return buf[pos:end].decode(), end  # bytes.decode(): UTF-8, strict
     size, pos = read_long(buf, pos)
     end = pos + size
     if size < 0 or end > len(buf):
         raise IndexError("string runs past the end of the bytes")
-    return buf[pos:end].decode("utf-8"), end
+    return buf[pos:end].decode(), end  # bytes.decode(): UTF-8, strict
 
 
 def read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
@@ -128,7 +128,27 @@ def map_reader(values: Reader) -> Reader:
     return read
 
 
-_map_of_longs = map_reader(read_long)
+_blocked_map_of_longs = map_reader(read_long)
+
+
+def _map_of_longs(buf: bytes, pos: int) -> tuple[dict[str, int], int]:
+    """A map of longs; the usual shape (one block of fewer than 64 entries, as every
+    writer of small maps produces) without the general reader's block bookkeeping."""
+    b = buf[pos]
+    if b == 0:
+        return {}, pos + 1
+    if b & 0x81:  # a negative or a multi-byte count: the general reader
+        return _blocked_map_of_longs(buf, pos)
+    out: dict[str, int] = {}
+    pos += 1
+    for _ in range(b >> 1):
+        key, pos = read_string(buf, pos)
+        out[key], pos = read_long(buf, pos)
+    if buf[pos] == 0:
+        return out, pos + 1
+    more, pos = _blocked_map_of_longs(buf, pos)  # further blocks
+    out.update(more)
+    return out, pos
 
 
 def field_reader(schema: Any) -> Reader | None:

@@ -61,6 +61,23 @@ def test_cached_strings_encode_the_same_and_stay_bounded() -> None:
     assert encode("thread-1") == _fastavro("string", "thread-1")
 
 
+def test_maps_of_several_blocks_are_read() -> None:
+    one = _fastavro("string", "a") + long_bytes(1)
+    two = _fastavro("string", "b") + long_bytes(2) + _fastavro("string", "a") + long_bytes(3)
+    read = field_reader(MAP)
+    assert read is not None
+    # a one-byte count, then a further block (whose repeated key wins, as in fastavro)
+    data = long_bytes(1) + one + long_bytes(2) + two + b"\x00"
+    assert read(data, 0) == ({"a": 3, "b": 2}, len(data))
+    assert fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(MAP), None) == {
+        "a": 3,
+        "b": 2,
+    }
+    # a count of 64 entries takes two bytes
+    big = {f"k{i}": i for i in range(64)}
+    assert read(_fastavro(MAP, big), 0) == (big, len(_fastavro(MAP, big)))
+
+
 def test_map_blocks_with_byte_sizes_are_read() -> None:
     # Writers may give a block's count negated, followed by its size in bytes.
     entries = _fastavro("string", "a") + long_bytes(5)
