@@ -29,19 +29,25 @@ from eventstore._avro_read import (
     Reader,
     field_reader,
     map_reader,
+    optional_reader,
     read_block_count,
     read_bytes,
     read_long,
     read_string,
 )
-from eventstore._avro_write import Encoder, field_encoder, long_bytes, string_bytes
+from eventstore._avro_write import (
+    Encoder,
+    field_encoder,
+    long_bytes,
+    map_writer,
+    optional_writer,
+    string_bytes,
+)
 from eventstore.payloads import Record
 
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _DOUBLE = struct.Struct("<d")
-_EMPTY = b"\x00"  # an empty array or map: a zero block count
-_NULL_BRANCH = b"\x00"
-_VALUE_BRANCH = b"\x02"  # union branch 1, zig-zag encoded
+_EMPTY = b"\x00"  # an empty array: a zero block count
 
 
 class Unsupported(Exception):
@@ -116,29 +122,6 @@ def _array_writer(items: Encoder) -> Encoder:
         if not value:
             return _EMPTY
         return long_bytes(len(value)) + b"".join([items(v) for v in value]) + _EMPTY
-
-    return write
-
-
-def _map_writer(values: Encoder) -> Encoder:
-    def write(value: Mapping[str, Any]) -> bytes:
-        if type(value) is not dict:
-            raise TypeError(f"expected a dict, got {value!r}")
-        if not value:
-            return _EMPTY
-        parts = [long_bytes(len(value))]
-        for k, v in value.items():
-            parts.append(string_bytes(k))
-            parts.append(values(v))
-        parts.append(_EMPTY)
-        return b"".join(parts)
-
-    return write
-
-
-def _optional_writer(inner: Encoder) -> Encoder:
-    def write(value: Any) -> bytes:
-        return _NULL_BRANCH if value is None else _VALUE_BRANCH + inner(value)
 
     return write
 
@@ -226,19 +209,6 @@ def _array_reader(items: Reader) -> Reader:
     return read
 
 
-def _optional_reader(inner: Reader, union: list[Any]) -> Reader:
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
-        branch = buf[pos]
-        if branch == 0:
-            return None, pos + 1
-        if branch == 2:
-            return inner(buf, pos + 1)
-        index, _ = read_long(buf, pos)
-        raise ValueError(f"union branch {index} of {union} does not exist")
-
-    return read
-
-
 def _record_reader(cls: type[Record], fields: list[tuple[str, Reader]]) -> Reader:
     # Payload classes are frozen slotted dataclasses; values read already fit them, so the
     # object is filled slot by slot (as payloads.from_avro does), not through __init__.
@@ -287,7 +257,7 @@ class _Compiler:
             return _array_writer(items[0]), _array_reader(items[1])
         if kind == "map":
             values = self.compile(schema["values"])
-            return _map_writer(values[0]), map_reader(values[1])
+            return map_writer(values[0]), map_reader(values[1])
         if "logicalType" in schema:
             encoder, reader = field_encoder(schema), field_reader(schema)
             if encoder is None or reader is None:
@@ -301,7 +271,7 @@ class _Compiler:
         if len(schema) != 2 or schema[0] != "null":
             raise Unsupported(f"union {schema!r} (only [null, T] is read directly)")
         inner = self.compile(schema[1])
-        return _optional_writer(inner[0]), _optional_reader(inner[1], schema)
+        return optional_writer(inner[0]), optional_reader(inner[1], str(schema))
 
     def _record(self, schema: Mapping[str, Any]) -> tuple[Encoder, Reader]:
         name = schema["name"]

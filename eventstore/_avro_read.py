@@ -81,14 +81,23 @@ def read_block_count(buf: bytes, pos: int) -> tuple[int, int]:
     return count, pos
 
 
-def _optional_string(buf: bytes, pos: int) -> tuple[str | None, int]:
-    branch = buf[pos]
-    if branch == 0:
-        return None, pos + 1
-    if branch == 2:  # branch 1, zig-zag encoded
-        return read_string(buf, pos + 1)
-    branch, _ = read_long(buf, pos)  # writers encode branches 0 and 1 in one byte
-    raise ValueError(f"union branch {branch} of [null, string] does not exist")
+def optional_reader(inner: Reader, union: str) -> Reader:
+    """A reader of the union ``[null, T]`` whose ``T`` values ``inner`` reads; ``union``
+    names it in errors."""
+
+    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+        branch = buf[pos]
+        if branch == 0:
+            return None, pos + 1
+        if branch == 2:  # branch 1, zig-zag encoded
+            return inner(buf, pos + 1)
+        branch, _ = read_long(buf, pos)  # writers encode branches 0 and 1 in one byte
+        raise ValueError(f"union branch {branch} of {union} does not exist")
+
+    return read
+
+
+_optional_string = optional_reader(read_string, "[null, string]")
 
 
 def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:

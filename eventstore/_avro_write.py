@@ -68,8 +68,16 @@ def _cached_string() -> Encoder:
     return encode
 
 
-def _optional_string(value: str | None) -> bytes:
-    return b"\x00" if value is None else b"\x02" + string_bytes(value)
+def optional_writer(inner: Encoder) -> Encoder:
+    """An encoder of the union ``[null, T]`` whose ``T`` values ``inner`` encodes."""
+
+    def encode(value: Any) -> bytes:
+        return b"\x00" if value is None else b"\x02" + inner(value)  # branch 0 or 1
+
+    return encode
+
+
+_optional_string = optional_writer(string_bytes)
 
 
 def _timestamp_millis(value: datetime) -> bytes:
@@ -80,17 +88,26 @@ def _timestamp_millis(value: datetime) -> bytes:
     return long_bytes((delta.days * 86_400 + delta.seconds) * 1000 + int(delta.microseconds / 1000))
 
 
-def _map_of_longs(value: Mapping[str, int]) -> bytes:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected a mapping, got {value!r}")
-    if not value:
-        return b"\x00"
-    parts = [long_bytes(len(value))]
-    for key, number in value.items():
-        parts.append(string_bytes(key))
-        parts.append(long_bytes(number))
-    parts.append(b"\x00")
-    return b"".join(parts)
+def map_writer(values: Encoder) -> Encoder:
+    """An encoder of an Avro map (any ``Mapping``) whose values ``values`` encodes, written
+    as one block."""
+
+    def encode(value: Mapping[str, Any]) -> bytes:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {value!r}")
+        if not value:
+            return b"\x00"
+        parts = [long_bytes(len(value))]
+        for key, item in value.items():
+            parts.append(string_bytes(key))
+            parts.append(values(item))
+        parts.append(b"\x00")
+        return b"".join(parts)
+
+    return encode
+
+
+_map_of_longs = map_writer(long_bytes)
 
 
 def simple_kind(schema: Any) -> str | None:

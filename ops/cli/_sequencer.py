@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from datetime import UTC, datetime
@@ -19,18 +20,7 @@ from ops.wiring import open_log
 def _show(status: SequencerStatus, as_json: bool, what: str) -> None:
     at = datetime.now(UTC).isoformat(timespec="seconds")
     if as_json:
-        print_json(
-            {
-                "at": at,
-                "what": what,
-                "group_id": status.group_id,
-                "partitions": list(status.partitions),
-                "rounds": status.rounds,
-                "accepted": status.accepted,
-                "duplicates": status.duplicates,
-                "rejected": status.rejected,
-            }
-        )
+        print_json({"at": at, "what": what, **dataclasses.asdict(status)})
     else:
         owned = ",".join(map(str, status.partitions)) or "none"
         out.print(

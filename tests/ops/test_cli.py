@@ -33,9 +33,16 @@ def agentlog(
 
 
 def delete_key(
-    cwd: Path, thread: str, data: str, *options: str, **kw: Any
+    cwd: Path,
+    thread: str,
+    data: str,
+    *options: str,
+    expected_version: int | None = None,
+    **kw: Any,
 ) -> subprocess.CompletedProcess[str]:
-    """``agentlog [OPTIONS] events append THREAD --type memory.Delete --data DATA``."""
+    """``agentlog [OPTIONS] events append THREAD --type memory.Delete --data DATA
+    [--expected-version N]``."""
+    check = () if expected_version is None else ("--expected-version", str(expected_version))
     return agentlog(
         *options,
         "events",
@@ -45,6 +52,7 @@ def delete_key(
         "memory.Delete",
         "--data",
         data,
+        *check,
         cwd=cwd,
         **kw,
     )

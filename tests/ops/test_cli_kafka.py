@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.kafka.broker import TansuBroker
-from tests.ops.test_cli import ROOT, agentlog
+from tests.ops.test_cli import ROOT, agentlog, delete_key
 
 # Fast sequencer group forming for tests (the broker holds a new group's first join for
 # half the session timeout).
@@ -57,19 +57,7 @@ def test_append_cat_and_version_check_on_kafka(tmp_path: Path, kafka_env: dict[s
     first = append(tmp_path, kafka_env, "t", "a")
     assert (first["thread_id"], first["seq"], first["type"]) == ("t", 1, "memory.Set")
     append(tmp_path, kafka_env, "t", "b", "--expected-version", "1")
-    stale = agentlog(
-        "events",
-        "append",
-        "t",
-        "--type",
-        "memory.Delete",
-        "--data",
-        '{"key": "a"}',
-        "--expected-version",
-        "1",
-        cwd=tmp_path,
-        env=kafka_env,
-    )
+    stale = delete_key(tmp_path, "t", '{"key": "a"}', expected_version=1, env=kafka_env)
     assert stale.returncode == 1
     assert "expected version 1 of thread 't', current version is 2" in stale.stderr
     assert "Traceback" not in stale.stderr
@@ -195,19 +183,7 @@ def test_sequencer_service_serves_clients_that_do_not_sequence(
         client = {**kafka_env, "AGENTLOG_KAFKA__SEQUENCER": "false"}
         first = append(tmp_path, client, "svc", "a", "--expected-version", "0")
         assert (first["thread_id"], first["seq"]) == ("svc", 1)
-        stale = agentlog(
-            "events",
-            "append",
-            "svc",
-            "--type",
-            "memory.Delete",
-            "--data",
-            '{"key": "a"}',
-            "--expected-version",
-            "0",
-            cwd=tmp_path,
-            env=client,
-        )
+        stale = delete_key(tmp_path, "svc", '{"key": "a"}', expected_version=0, env=client)
         assert stale.returncode == 1
         assert "current version is 1" in stale.stderr
         # A command that only reads never joins the group, whatever the setting says.
