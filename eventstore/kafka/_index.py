@@ -60,6 +60,7 @@ _INSERT_EVENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
+_BUSY_TIMEOUT_MS = 10_000  # waiting for another process's write lock, at most
 _FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
 
 
@@ -151,7 +152,7 @@ class ThreadIndex:
     def _init_schema(self, con: sqlite3.Connection) -> None:
         # The index is a cache of the topic: a crash may lose its last transactions (they
         # are ingested again from the checkpoint), so it never waits for a sync.
-        con.execute("PRAGMA busy_timeout = 10000")
+        con.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         con.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
         con.execute("PRAGMA synchronous = OFF")
         claim(
@@ -200,10 +201,31 @@ class ThreadIndex:
 
         On any error nothing of the batch is stored and the checkpoints do not move.
         """
-        with self._lock:
+        stored = self._ingest(records, wait=True)
+        assert stored is not None  # waiting always ingests
+        return stored
+
+    def try_ingest(self, records: Sequence[tuple[int, int, bytes]]) -> list[Indexed] | None:
+        """:meth:`ingest`, unless it would have to wait: for another call holding the index
+        (a read in a worker thread) or for another process holding the file's write lock.
+        Then it returns None having done nothing, and the caller ingests in a worker
+        thread; so the event loop may call it without ever blocking on a lock.
+
+        Raises:
+            The same as :meth:`ingest`.
+        """
+        return self._ingest(records, wait=False)
+
+    def _ingest(
+        self, records: Sequence[tuple[int, int, bytes]], *, wait: bool
+    ) -> list[Indexed] | None:
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             con = self._open()
             try:
-                con.execute("BEGIN IMMEDIATE")
+                if not self._begin(con, wait):
+                    return None
                 try:
                     con.execute("SAVEPOINT bulk")
                     try:
@@ -219,7 +241,26 @@ class ThreadIndex:
                     raise
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, "ingesting records") from exc
+        finally:
+            self._lock.release()
         return stored
+
+    @staticmethod
+    def _begin(con: sqlite3.Connection, wait: bool) -> bool:
+        """Begin a write transaction; False if the file is locked and ``wait`` is False."""
+        if wait:
+            con.execute("BEGIN IMMEDIATE")
+            return True
+        con.execute("PRAGMA busy_timeout = 0")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+        finally:
+            con.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        return True
 
     def _stage(
         self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]], *, bulk: bool
@@ -303,12 +344,24 @@ class ThreadIndex:
 
     def _query(self, sql: str, params: Sequence[object], doing: str) -> list[Any]:
         """Run one read under the lock; rows as sqlite3 returns them (hence ``Any``)."""
-        with self._lock:
+        rows = self._locked_query(sql, params, doing, wait=True)
+        assert rows is not None  # waiting always reads
+        return rows
+
+    def _locked_query(
+        self, sql: str, params: Sequence[object], doing: str, *, wait: bool
+    ) -> list[Any] | None:
+        """:meth:`_query`, or None if ``wait`` is False and another call holds the lock."""
+        if not self._lock.acquire(blocking=wait):
+            return None
+        try:
             con = self._open()
             try:
                 return con.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, doing) from exc
+        finally:
+            self._lock.release()
 
     def checkpoints(self) -> dict[int, int]:
         """Next offset to consume, per partition ingested so far.
@@ -360,11 +413,30 @@ class ThreadIndex:
             CodecError: a stored event cannot be decoded.
             LogClosed: the index was closed.
         """
-        rows = self._query(
+        events = self._read_all(from_position, limit, wait=True)
+        assert events is not None  # waiting always reads
+        return events
+
+    def try_read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent] | None:
+        """:meth:`read_all`, or None at once if another call holds the index (WAL readers
+        never wait for the file's lock), so the event loop may call it without blocking.
+
+        Raises:
+            The same as :meth:`read_all`.
+        """
+        return self._read_all(from_position, limit, wait=False)
+
+    def _read_all(
+        self, from_position: int, limit: int, *, wait: bool
+    ) -> list[RecordedEvent] | None:
+        rows = self._locked_query(
             "SELECT position, body FROM events WHERE position >= ? ORDER BY position LIMIT ?",
             (from_position, limit),
             "reading the index",
+            wait=wait,
         )
+        if rows is None:
+            return None
         decode = self.codec.decode
         return [decode(body, pos) for pos, body in rows]
 

@@ -30,6 +30,7 @@ from typing import Any, Self
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import anyio.to_thread
 from aiokafka import TopicPartition
 
@@ -80,6 +81,8 @@ _BATCH_BYTES = 1 << 20
 _PARTITION_CACHE = 100_000
 #: Seconds between looks at the append deadlines (how late a timeout may fire).
 _EXPIRY_TICK = 0.05
+#: Events a subscriber reads (and decodes, on the loop) at a time.
+SUBSCRIBE_PAGE = 500
 
 
 class AppendTimedOut(EventStoreError):
@@ -647,7 +650,13 @@ class KafkaEventLog:
             index = self._require_open()
             assert self._feed is not None
             changed = self._feed.next_change()
-            batch = await anyio.to_thread.run_sync(index.read_all, position, 1000)
+            # Decoding is Python work: on the loop (a page of a few milliseconds), as the
+            # feed's ingest is, rather than in a thread that would only trade the GIL.
+            batch = index.try_read_all(position, SUBSCRIBE_PAGE)
+            if batch is None:  # a worker thread holds the index
+                batch = await anyio.to_thread.run_sync(index.read_all, position, SUBSCRIBE_PAGE)
+            else:
+                await anyio.lowlevel.checkpoint()
             for event in batch:
                 yield event
             if batch:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,6 +176,43 @@ def test_read_all_pages_through_the_index(index: ThreadIndex) -> None:
     assert pages == [[1, 2, 3, 4], [5, 6]]
     assert [e.event_id for e in index.read_all(3, 2)] == ["b-2", "a-2"]
     assert index.read_all(7, 10) == []
+
+
+def test_try_calls_give_way_to_a_call_holding_the_index(index: ThreadIndex) -> None:
+    index.ingest(interleaved()[:2])
+
+    with index._lock:  # what a read in a worker thread holds while it runs
+        assert index.try_ingest(interleaved()[2:]) is None
+        assert index.try_read_all(0, 10) is None
+
+    assert index.head() == 2  # the refused ingest did nothing
+    stored = index.try_ingest(interleaved()[2:])
+    assert stored is not None
+    assert [e.position for e in stored] == [3, 4, 5, 6]
+    page = index.try_read_all(0, 10)
+    assert page is not None
+    assert [e.event_id for e in page] == [e.event_id for e in index.read_all(0, 10)]
+
+
+def test_try_ingest_gives_way_to_another_process_writing(tmp_path: Path) -> None:
+    path = tmp_path / "index.sqlite"
+    idx = ThreadIndex(path, CODEC)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        t0 = time.monotonic()
+        assert idx.try_ingest(interleaved()) is None
+        assert time.monotonic() - t0 < 1  # it did not wait for the 10 s busy timeout
+
+        # a waiting ingest waits for the lock (the busy timeout is back after the try)
+        threading.Timer(0.3, other.execute, ("COMMIT",)).start()
+        stored = idx.ingest(interleaved())
+        assert len(stored) == 6
+        assert idx.try_ingest([record(0, 3, "a", 4)]) is not None
+        assert idx.version("a") == 4
+    finally:
+        other.close()
+        idx.close()
 
 
 def test_find_locates_stored_events(index: ThreadIndex) -> None:

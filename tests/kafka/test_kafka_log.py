@@ -240,6 +240,36 @@ async def test_the_index_rebuilds_from_the_topic_and_resumes_from_its_checkpoint
             )
 
 
+async def test_a_backlog_bigger_than_an_ingest_chunk_is_ingested_whole_and_in_order(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    from eventstore.kafka._feed import INGEST_CHUNK
+
+    topo = topology()
+    total = 3 * INGEST_CHUNK + 7
+    async with make(kafka_broker, topo) as log:
+        for i in range(0, total, 100):
+            await log.append(f"t{i % 3}", [event() for _ in range(min(100, total - i))])
+        written = []
+        while page := await log.read_all(len(written) + 1, 1000):
+            written += page
+    # A fresh index fetches the backlog in batches of up to 5000 records and ingests them
+    # INGEST_CHUNK at a time, on the loop; a subscriber reads pages meanwhile.
+    async with make(kafka_broker, topo, tmp_path / "fresh.db", sequencer=False) as fresh:
+        seen = []
+        with anyio.fail_after(30):
+            async for e in fresh.subscribe(0):
+                seen.append(e)
+                if len(seen) == total:
+                    break
+        assert [e.position for e in seen] == list(range(1, total + 1))
+        assert sorted(e.event_id for e in seen) == sorted(e.event_id for e in written)
+        for t in ("t0", "t1", "t2"):
+            mine = [e.event_id for e in written if e.thread_id == t]
+            assert [e.event_id for e in await fresh.read_thread(t)] == mine
+            assert await fresh.version(t) == len(mine)
+
+
 async def test_a_second_sequencer_takes_over_with_the_versions_intact(
     kafka_broker: TansuBroker,
 ) -> None:
