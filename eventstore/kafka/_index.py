@@ -61,6 +61,7 @@ _INSERT_EVENT = (
 )
 _CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
 _BUSY_TIMEOUT_MS = 10_000  # waiting for another process's write lock, at most
+_TID_CACHE = 100_000  # thread ids whose row id is remembered (starts over when full)
 _FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
 
 
@@ -136,6 +137,7 @@ class ThreadIndex:
         self.codec = codec
         self._lock = threading.Lock()
         self._con: sqlite3.Connection | None = None
+        self._tids: dict[str, int] = {}  # thread id -> row id, committed ones only
         try:
             con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -226,19 +228,22 @@ class ThreadIndex:
             try:
                 if not self._begin(con, wait):
                     return None
+                new_tids: dict[str, int] = {}
                 try:
                     con.execute("SAVEPOINT bulk")
                     try:
-                        stored = self._stage(con, records, bulk=True)
+                        stored = self._stage(con, records, new_tids, bulk=True)
                         con.execute("RELEASE bulk")
                     except sqlite3.IntegrityError:  # a redelivery or a conflict: row by row
                         con.execute("ROLLBACK TO bulk")
                         con.execute("RELEASE bulk")
-                        stored = self._stage(con, records, bulk=False)
+                        new_tids.clear()
+                        stored = self._stage(con, records, new_tids, bulk=False)
                     con.execute("COMMIT")
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
+                self._remember_tids(new_tids)
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, "ingesting records") from exc
         finally:
@@ -262,10 +267,25 @@ class ThreadIndex:
             con.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return True
 
+    def _remember_tids(self, tids: dict[str, int]) -> None:
+        """Keep committed thread ids' row ids (a thread's row never changes once committed,
+        whichever process wrote it), so ingests need not look them up again."""
+        if len(self._tids) + len(tids) > _TID_CACHE:
+            self._tids.clear()
+        self._tids.update(tids)
+
     def _stage(
-        self, con: sqlite3.Connection, records: Sequence[tuple[int, int, bytes]], *, bulk: bool
+        self,
+        con: sqlite3.Connection,
+        records: Sequence[tuple[int, int, bytes]],
+        new_tids: dict[str, int],
+        *,
+        bulk: bool,
     ) -> list[Indexed]:
         """Write ``records`` into the open transaction; return the events stored.
+
+        ``new_tids`` collects the row ids of the threads looked up or added, for
+        :meth:`_remember_tids` once the transaction committed.
 
         Only the envelope's leading fields are read (:meth:`Codec.peek`): the index checks
         an event's header and identity, a read decodes the rest. ``bulk`` inserts every
@@ -275,7 +295,7 @@ class ThreadIndex:
         """
         next_offsets = self._read_checkpoints(con)
         moved: dict[int, int] = {}
-        tids: dict[str, int] = {}
+        known = self._tids
         position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
         peek = self.codec.peek
         stored: list[Indexed] = []
@@ -285,10 +305,9 @@ class ThreadIndex:
                 continue
             next_offsets[partition] = moved[partition] = offset + 1
             key = peek(value)
-            tid = tids.get(key.thread_id)
+            tid = known.get(key.thread_id) or new_tids.get(key.thread_id)
             if tid is None:
-                tid = self._tid(con, key.thread_id, key.tenant)
-                tids[key.thread_id] = tid
+                tid = new_tids[key.thread_id] = self._tid(con, key.thread_id, key.tenant)
             if not bulk:
                 row = con.execute(
                     "SELECT event_id FROM events WHERE tid = ? AND seq = ?", (tid, key.seq)

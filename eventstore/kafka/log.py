@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -526,7 +527,7 @@ class KafkaEventLog:
         batch = self._enqueue(partition, item, waiter)
         # the timeout is kept by _expire (a cancel scope per append costs more than the
         # rest of the wait)
-        self._deadlines.append((anyio.current_time() + self.outcome_timeout, waiter))
+        self._deadlines.append((time.monotonic() + self.outcome_timeout, waiter))
         await waiter.done.wait()
         assert self._feed is not None
         self._feed.check()
@@ -557,7 +558,7 @@ class KafkaEventLog:
         deadlines = self._deadlines
         while True:
             await anyio.sleep(_EXPIRY_TICK)
-            now = anyio.current_time()
+            now = time.monotonic()
             while deadlines and deadlines[0][0] <= now:
                 deadlines.popleft()[1].done.set()  # a no-op for an append already answered
 

@@ -136,6 +136,19 @@ def test_a_different_event_at_a_stored_seq_is_a_conflict(index: ThreadIndex) -> 
     assert index.checkpoints() == {0: 2}
 
 
+def test_a_thread_added_by_a_failed_ingest_is_not_remembered(index: ThreadIndex) -> None:
+    index.ingest([record(0, 0, "a", 1)])
+    with pytest.raises(IndexConflict):  # adds thread "b", then rolls back
+        index.ingest([record(1, 0, "b", 1), record(0, 1, "a", 1, event_id="intruder")])
+
+    index.ingest([record(2, 0, "c", 1)])  # a new thread: it may get the row "b" had
+    index.ingest([record(1, 0, "b", 1), record(1, 1, "b", 2)])
+
+    assert [e.event_id for e in index.read_thread("b")] == ["b-1", "b-2"]
+    assert [e.event_id for e in index.read_thread("c")] == ["c-1"]
+    assert index.versions(["a", "b", "c"]) == {"a": 1, "b": 2, "c": 1}
+
+
 def test_checkpoints_advance_per_partition(index: ThreadIndex) -> None:
     assert index.checkpoints() == {}
 
