@@ -449,6 +449,12 @@ class SqliteStore:
     ) -> list[RecordedEvent]:
         """Events of ``thread_id`` with ``from_seq <= seq <= to_seq`` in ``seq`` order, cut
         before the first event that occurred after ``until``."""
+        return decode_prefix(self.codec, self.thread_rows(thread_id, from_seq, to_seq), until)
+
+    def thread_rows(
+        self, thread_id: str, from_seq: int, to_seq: int | None
+    ) -> list[tuple[int, int, bytes]]:
+        """The ``(position, occurred_at ms, body)`` rows :meth:`read_thread` decodes."""
         with self._read_lock:
             try:
                 row = self._r.execute(
@@ -463,10 +469,15 @@ class SqliteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
-        return decode_prefix(self.codec, rows, until)
+        return rows
 
     def read_all(self, from_position: int, limit: int) -> list[RecordedEvent]:
         """Up to ``limit`` events with ``position >= from_position``, in position order."""
+        decode = self.codec.decode
+        return [decode(body, pos) for pos, body in self.all_rows(from_position, limit)]
+
+    def all_rows(self, from_position: int, limit: int) -> list[tuple[int, bytes]]:
+        """The ``(position, body)`` rows :meth:`read_all` decodes."""
         with self._read_lock:
             try:
                 rows = self._r.execute(
@@ -476,8 +487,7 @@ class SqliteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, "reading the log") from exc
-        decode = self.codec.decode
-        return [decode(body, pos) for pos, body in rows]
+        return rows
 
     def read_event(self, event_id: str) -> RecordedEvent | None:
         """The stored event with this id, or ``None``."""

@@ -2,8 +2,8 @@
 
 Appends go through one writer task with group commit: every append that arrives while a
 commit is being prepared or running joins the next transaction, so many concurrent
-appenders share one commit (and one sync). Reads run in worker threads on their own
-connection (WAL lets them proceed while a commit is in progress).
+appenders share one commit (and one sync). Reads query in worker threads on their own
+connection (WAL lets them proceed while a commit is in progress) and decode on the loop.
 
 Durability: an append returns after its transaction committed. With ``fsync=False`` (the
 default, SQLite ``synchronous=NORMAL`` in WAL mode) a committed append survives a crash or
@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import anyio.to_thread
 
 from eventstore._append import prepare_append
-from eventstore._sqlite import AppendRequest, SqliteStore
+from eventstore._sqlite import AppendRequest, SqliteStore, decode_prefix
 from eventstore.codec import Codec
 from eventstore.envelope import (
     AppendResult,
@@ -44,6 +45,35 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 """Largest encoded event accepted by default (1 MiB)."""
+
+
+_Row = TypeVar("_Row")
+
+DECODE_SLICE = 250
+"""Events decoded on the event loop between two chances for other tasks to run."""
+
+
+async def _decode_on_loop(
+    rows: Sequence[_Row], decode: Callable[[Sequence[_Row]], list[RecordedEvent]]
+) -> list[RecordedEvent]:
+    """``decode(rows)`` on the event loop, :data:`DECODE_SLICE` rows at a time.
+
+    Decoding is Python work: in a worker thread it would not run beside the loop (the
+    GIL), only pass the GIL back and forth with it. So reads fetch their rows in a worker
+    thread (SQLite releases the GIL meanwhile) and decode here, in slices of a few
+    milliseconds. ``decode`` may stop early (a read ``until`` a time): then so does this.
+    """
+    if len(rows) <= DECODE_SLICE:
+        return decode(rows)
+    out: list[RecordedEvent] = []
+    for start in range(0, len(rows), DECODE_SLICE):
+        piece = rows[start : start + DECODE_SLICE]
+        decoded = decode(piece)
+        out += decoded
+        if len(decoded) < len(piece):
+            break
+        await anyio.lowlevel.checkpoint()
+    return out
 
 
 class _Batch:
@@ -273,20 +303,28 @@ class EmbeddedEventLog:
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
         store = self._require_open()
-        return await anyio.to_thread.run_sync(store.read_thread, thread_id, from_seq, to_seq, until)
+        rows = await anyio.to_thread.run_sync(store.thread_rows, thread_id, from_seq, to_seq)
+        return await _decode_on_loop(rows, lambda piece: decode_prefix(self.codec, piece, until))
 
     async def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         store = self._require_open()
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        return await anyio.to_thread.run_sync(store.read_all, from_position, limit)
+        return await self._read_all(store, from_position, limit)
+
+    async def _read_all(
+        self, store: SqliteStore, from_position: int, limit: int
+    ) -> list[RecordedEvent]:
+        rows = await anyio.to_thread.run_sync(store.all_rows, from_position, limit)
+        decode = self.codec.decode
+        return await _decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
 
     async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         position = from_position
         while True:
             store = self._require_open()
             appended = self._appended
-            batch = await anyio.to_thread.run_sync(store.read_all, position, 1000)
+            batch = await self._read_all(store, position, 1000)
             for event in batch:
                 yield event
             if batch:

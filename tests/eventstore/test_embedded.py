@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -195,3 +196,37 @@ async def test_a_lock_held_too_long_is_a_retriable_storage_error(log_path: Path)
             blocker.close()
         # once the lock is gone, the same log appends again
         assert (await log.append("t", [event()], expected_version=1)).version == 2
+
+
+async def test_reads_longer_than_a_decode_slice_come_whole_and_cut_at_until(
+    log_path: Path,
+) -> None:
+    from eventstore.embedded import DECODE_SLICE
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    total = 2 * DECODE_SLICE + 17
+    async with EmbeddedEventLog(log_path) as log:
+        for i in range(0, total, 50):
+            batch = [
+                event(occurred_at=start + timedelta(seconds=i + j))
+                for j in range(min(50, total - i))
+            ]
+            await log.append("long", batch)
+
+        assert [e.seq for e in await log.read_thread("long")] == list(range(1, total + 1))
+        # cut in the second slice: events 1..cut occurred at or before the time
+        cut = DECODE_SLICE + 5
+        until = start + timedelta(seconds=cut - 1)
+        assert [e.seq for e in await log.read_thread("long", until=until)] == list(
+            range(1, cut + 1)
+        )
+        assert [e.seq for e in await log.read_thread("long", 3, total - 2)] == list(
+            range(3, total - 1)
+        )
+        assert [e.position for e in await log.read_all(0, total)] == list(range(1, total + 1))
+        seen = []
+        async for e in log.subscribe(0):
+            seen.append(e.seq)
+            if len(seen) == total:
+                break
+        assert seen == list(range(1, total + 1))
