@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
 import anyio
 import anyio.abc
-import anyio.lowlevel
 import anyio.to_thread
 
 from eventstore._append import prepare_append
+from eventstore._loop import decode_on_loop
 from eventstore._sqlite import AppendRequest, SqliteStore, decode_prefix
 from eventstore.codec import Codec
 from eventstore.envelope import (
@@ -45,35 +45,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 """Largest encoded event accepted by default (1 MiB)."""
-
-
-_Row = TypeVar("_Row")
-
-DECODE_SLICE = 250
-"""Events decoded on the event loop between two chances for other tasks to run."""
-
-
-async def _decode_on_loop(
-    rows: Sequence[_Row], decode: Callable[[Sequence[_Row]], list[RecordedEvent]]
-) -> list[RecordedEvent]:
-    """``decode(rows)`` on the event loop, :data:`DECODE_SLICE` rows at a time.
-
-    Decoding is Python work: in a worker thread it would not run beside the loop (the
-    GIL), only pass the GIL back and forth with it. So reads fetch their rows in a worker
-    thread (SQLite releases the GIL meanwhile) and decode here, in slices of a few
-    milliseconds. ``decode`` may stop early (a read ``until`` a time): then so does this.
-    """
-    if len(rows) <= DECODE_SLICE:
-        return decode(rows)
-    out: list[RecordedEvent] = []
-    for start in range(0, len(rows), DECODE_SLICE):
-        piece = rows[start : start + DECODE_SLICE]
-        decoded = decode(piece)
-        out += decoded
-        if len(decoded) < len(piece):
-            break
-        await anyio.lowlevel.checkpoint()
-    return out
 
 
 class _Batch:
@@ -304,7 +275,7 @@ class EmbeddedEventLog:
     ) -> list[RecordedEvent]:
         store = self._require_open()
         rows = await anyio.to_thread.run_sync(store.thread_rows, thread_id, from_seq, to_seq)
-        return await _decode_on_loop(rows, lambda piece: decode_prefix(self.codec, piece, until))
+        return await decode_on_loop(rows, lambda piece: decode_prefix(self.codec, piece, until))
 
     async def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         store = self._require_open()
@@ -317,7 +288,7 @@ class EmbeddedEventLog:
     ) -> list[RecordedEvent]:
         rows = await anyio.to_thread.run_sync(store.all_rows, from_position, limit)
         decode = self.codec.decode
-        return await _decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
+        return await decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
 
     async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         position = from_position

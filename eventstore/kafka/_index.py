@@ -415,14 +415,25 @@ class ThreadIndex:
             CodecError: a stored event cannot be decoded.
             LogClosed: the index was closed.
         """
-        rows = self._query(
+        return decode_prefix(self.codec, self.thread_rows(thread_id, from_seq, to_seq), until)
+
+    def thread_rows(
+        self, thread_id: str, from_seq: int = 1, to_seq: int | None = None
+    ) -> list[tuple[int, int, bytes]]:
+        """The ``(position, occurred_at ms, body)`` rows :meth:`read_thread` decodes.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows: list[tuple[int, int, bytes]] = self._query(
             "SELECT e.position, e.occurred_at, e.body FROM threads t JOIN events e"
             " ON e.tid = t.tid WHERE t.thread_id = ? AND e.seq >= ? AND e.seq <= ?"
             " ORDER BY e.seq",
             (thread_id, from_seq, to_seq if to_seq is not None else 1 << 62),
             f"reading thread {thread_id!r}",
         )
-        return decode_prefix(self.codec, rows, until)
+        return rows
 
     def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events with ``position >= from_position``, in position order.

@@ -36,6 +36,8 @@ import anyio.to_thread
 from aiokafka import TopicPartition
 
 from eventstore._append import prepare_append
+from eventstore._loop import decode_on_loop
+from eventstore._sqlite import decode_prefix
 from eventstore.codec import Codec
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, ThreadInfo
 from eventstore.errors import (
@@ -637,7 +639,8 @@ class KafkaEventLog:
         until: datetime | None = None,
     ) -> list[RecordedEvent]:
         index = self._require_open()
-        return await anyio.to_thread.run_sync(index.read_thread, thread_id, from_seq, to_seq, until)
+        rows = await anyio.to_thread.run_sync(index.thread_rows, thread_id, from_seq, to_seq)
+        return await decode_on_loop(rows, lambda piece: decode_prefix(self.codec, piece, until))
 
     async def read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         index = self._require_open()

@@ -201,7 +201,7 @@ async def test_a_lock_held_too_long_is_a_retriable_storage_error(log_path: Path)
 async def test_reads_longer_than_a_decode_slice_come_whole_and_cut_at_until(
     log_path: Path,
 ) -> None:
-    from eventstore.embedded import DECODE_SLICE
+    from eventstore._loop import DECODE_SLICE
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     total = 2 * DECODE_SLICE + 17
