@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from eventstore._sqlite import _translate, decode_prefix
 from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim
@@ -61,6 +61,8 @@ _INSERT_EVENT = (
 )
 _CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
 _BUSY_TIMEOUT_MS = 10_000  # waiting for another process's write lock, at most
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 _TID_CACHE = 100_000  # thread ids whose row id is remembered (starts over when full)
 _FIND_CHUNK = 500  # ids per query, well below SQLite's limit on bound parameters
 
@@ -135,7 +137,7 @@ class ThreadIndex:
     def __init__(self, path: Path | str, codec: Codec) -> None:
         self.location = str(path)
         self.codec = codec
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see call_if_free
         self._con: sqlite3.Connection | None = None
         self._tids: dict[str, int] = {}  # thread id -> row id, committed ones only
         try:
@@ -165,6 +167,22 @@ class ThreadIndex:
             ddl=_DDL,
             rebuild_hint=" (delete the file to rebuild it from the topic)",
         )
+
+    def call_if_free(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T | None:
+        """``fn(*args, **kwargs)`` holding the index, or None at once if another thread
+        holds it (a read or an ingest in a worker thread).
+
+        For reads from the event loop: WAL readers never wait for the file's lock, so a
+        read that finds the index free runs without blocking, and the caller sends the
+        others to a worker thread. ``fn`` may call this index's methods (the lock is
+        reentrant).
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._lock.release()
 
     def _open(self) -> sqlite3.Connection:
         if self._con is None:

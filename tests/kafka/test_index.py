@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -191,10 +192,30 @@ def test_read_all_pages_through_the_index(index: ThreadIndex) -> None:
     assert index.read_all(7, 10) == []
 
 
+@contextlib.contextmanager
+def held_by_another_thread(index: ThreadIndex) -> Iterator[None]:
+    """Hold the index's lock from another thread, as a read in a worker thread does."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with index._lock:
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    try:
+        assert held.wait(10)
+        yield
+    finally:
+        release.set()
+        worker.join()
+
+
 def test_try_calls_give_way_to_a_call_holding_the_index(index: ThreadIndex) -> None:
     index.ingest(interleaved()[:2])
 
-    with index._lock:  # what a read in a worker thread holds while it runs
+    with held_by_another_thread(index):
         assert index.try_ingest(interleaved()[2:]) is None
         assert index.try_read_all(0, 10) is None
 
@@ -205,6 +226,20 @@ def test_try_calls_give_way_to_a_call_holding_the_index(index: ThreadIndex) -> N
     page = index.try_read_all(0, 10)
     assert page is not None
     assert [e.event_id for e in page] == [e.event_id for e in index.read_all(0, 10)]
+
+
+def test_call_if_free_runs_reads_unless_another_thread_holds_the_index(
+    index: ThreadIndex,
+) -> None:
+    index.ingest(interleaved())
+
+    def lookup() -> tuple[dict[str, int], int]:  # calls back into the index (reentrant)
+        return index.versions(["a", "b"]), len(index.find(["a-1", "b-3"]))
+
+    assert index.call_if_free(lookup) == ({"a": 3, "b": 3}, 2)
+    with held_by_another_thread(index):
+        assert index.call_if_free(lookup) is None
+    assert index.call_if_free(index.version, "a") == 3
 
 
 def test_try_ingest_gives_way_to_another_process_writing(tmp_path: Path) -> None:
