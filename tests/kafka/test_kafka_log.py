@@ -270,6 +270,55 @@ async def test_a_backlog_bigger_than_an_ingest_chunk_is_ingested_whole_and_in_or
             assert await fresh.version(t) == len(mine)
 
 
+async def test_appends_and_subscribers_wait_out_a_read_holding_the_index(
+    kafka_broker: TansuBroker,
+) -> None:
+    # While a worker thread holds the index (a long read_thread), the loop must not block
+    # on it: the sequencer's lookups, the feed's ingest and subscriber pages go to worker
+    # threads instead, and finish once the index is free.
+    import threading
+
+    async with make(kafka_broker, topology()) as log:
+        await log.append("t", [event()])
+        index = log._index
+        assert index is not None
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with index._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        try:
+            assert await anyio.to_thread.run_sync(held.wait, 10)
+            seen: list[int] = []
+
+            async def subscriber() -> None:
+                async for e in log.subscribe(0):
+                    seen.append(e.seq)
+                    if len(seen) == 3:
+                        return
+
+            with anyio.fail_after(20):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(subscriber)
+
+                    async def appender() -> None:
+                        result = await log.append("t", [event(), event()], expected_version=1)
+                        assert result.version == 3
+
+                    tg.start_soon(appender)
+                    await anyio.sleep(0.5)  # the loop keeps running meanwhile
+                    assert seen == []  # nothing could be read or ingested yet
+                    release.set()
+            assert seen == [1, 2, 3]
+        finally:
+            release.set()
+            holder.join()
+
+
 async def test_a_second_sequencer_takes_over_with_the_versions_intact(
     kafka_broker: TansuBroker,
 ) -> None:
