@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
@@ -18,6 +17,7 @@ from eventstore.errors import CorruptLog, EventStoreError, LogClosed
 from eventstore.factory import new_event
 from eventstore.kafka._index import IndexConflict, Located, ThreadIndex
 from eventstore.payloads import MemorySet
+from tests.kafka.holding import held_by_another_thread
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CODEC = Codec()
@@ -190,26 +190,6 @@ def test_read_all_pages_through_the_index(index: ThreadIndex) -> None:
     assert pages == [[1, 2, 3, 4], [5, 6]]
     assert [e.event_id for e in index.read_all(3, 2)] == ["b-2", "a-2"]
     assert index.read_all(7, 10) == []
-
-
-@contextlib.contextmanager
-def held_by_another_thread(index: ThreadIndex) -> Iterator[None]:
-    """Hold the index's lock from another thread, as a read in a worker thread does."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with index._lock:
-            held.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=hold)
-    worker.start()
-    try:
-        assert held.wait(10)
-        yield
-    finally:
-        release.set()
-        worker.join()
 
 
 def test_try_calls_give_way_to_a_call_holding_the_index(index: ThreadIndex) -> None:

@@ -38,6 +38,7 @@ from eventstore.kafka._wire import (
 from eventstore.payloads import MemorySet
 from tests.contracts.conftest import KAFKA_TEST_OPTIONS
 from tests.kafka.broker import TansuBroker
+from tests.kafka.holding import held_by_another_thread
 from tests.samples import event
 
 pytestmark = pytest.mark.anyio
@@ -276,47 +277,30 @@ async def test_appends_and_subscribers_wait_out_a_read_holding_the_index(
     # While a worker thread holds the index (a long read_thread), the loop must not block
     # on it: the sequencer's lookups, the feed's ingest and subscriber pages go to worker
     # threads instead, and finish once the index is free.
-    import threading
-
     async with make(kafka_broker, topology()) as log:
         await log.append("t", [event()])
         index = log._index
         assert index is not None
-        held, release = threading.Event(), threading.Event()
+        seen: list[int] = []
 
-        def hold() -> None:
-            with index._lock:
-                held.set()
-                release.wait(10)
+        async def subscriber() -> None:
+            async for e in log.subscribe(0):
+                seen.append(e.seq)
+                if len(seen) == 3:
+                    return
 
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert await anyio.to_thread.run_sync(held.wait, 10)
-            seen: list[int] = []
+        async def appender() -> None:
+            result = await log.append("t", [event(), event()], expected_version=1)
+            assert result.version == 3
 
-            async def subscriber() -> None:
-                async for e in log.subscribe(0):
-                    seen.append(e.seq)
-                    if len(seen) == 3:
-                        return
-
-            with anyio.fail_after(20):
-                async with anyio.create_task_group() as tg:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                with held_by_another_thread(index):
                     tg.start_soon(subscriber)
-
-                    async def appender() -> None:
-                        result = await log.append("t", [event(), event()], expected_version=1)
-                        assert result.version == 3
-
                     tg.start_soon(appender)
                     await anyio.sleep(0.5)  # the loop keeps running meanwhile
                     assert seen == []  # nothing could be read or ingested yet
-                    release.set()
-            assert seen == [1, 2, 3]
-        finally:
-            release.set()
-            holder.join()
+        assert seen == [1, 2, 3]
 
 
 async def test_a_second_sequencer_takes_over_with_the_versions_intact(
