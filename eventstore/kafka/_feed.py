@@ -1,9 +1,10 @@
 """The index consumer: keeps a :class:`~eventstore.kafka._index.ThreadIndex` up to date.
 
 One consumer without a group reads every partition of the threads topic from the index's
-checkpoints and ingests what it fetches, batch by batch, in a worker thread. Others wait on
-it: an append for its events to be ingested (read-your-writes), the sequencer for the index
-to hold everything a partition had when it was assigned, subscribers for new events.
+checkpoints and ingests what it fetches, :data:`INGEST_CHUNK` records per transaction, on
+the event loop (in a worker thread only when the index is busy). Others wait on it: an
+append for its events to be ingested (read-your-writes), the sequencer for the index to
+hold everything a partition had when it was assigned, subscribers for new events.
 """
 
 from __future__ import annotations

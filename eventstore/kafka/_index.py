@@ -120,9 +120,10 @@ class Indexed(NamedTuple):
 class ThreadIndex:
     """The thread index file of one ``KafkaEventLog``. Synchronous; see the module docstring.
 
-    One connection is shared by all methods under a lock, so the index may be used from
-    worker threads, one call at a time. Every :meth:`ingest` is one transaction: after a
-    crash the file holds whole batches and checkpoints that match them.
+    One connection is shared by all methods under a (reentrant) lock, so the index may be
+    used from worker threads, one call at a time; the event loop uses the ``try_*`` methods
+    and :meth:`call_if_free`, which never wait for the lock. Every :meth:`ingest` is one
+    transaction: after a crash the file holds whole batches and checkpoints that match them.
 
     Args:
         path: The database file (created if missing); ``":memory:"`` for a throwaway index.
