@@ -4,7 +4,7 @@ Backends: :class:`EmbeddedEventLog` (SQLite, the default on one machine). Errors
 from :class:`EventStoreError` (see :mod:`eventstore.errors` for the tree).
 """
 
-from eventstore._sqlite_file import SNAPSHOT_APPLICATION_ID
+from eventstore._sqlite_file import SNAPSHOT_APPLICATION_ID, sqlite_locked
 from eventstore._sqlite_file import claim as claim_sqlite_file
 from eventstore.codec import Codec, PreparedEvent
 from eventstore.embedded import DEFAULT_MAX_EVENT_BYTES, EmbeddedEventLog
@@ -73,6 +73,7 @@ __all__ = [
     "new_event",
     "payload_class",
     "shipped_schemas",
+    "sqlite_locked",
     "utc_now",
     "uuid7",
 ]

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from eventstore._sqlite_file import LOG_APPLICATION_ID, claim
+from eventstore._sqlite_file import LOG_APPLICATION_ID, claim, sqlite_locked
 from eventstore.codec import HEADER_SIZE, Codec, PreparedEvent
 from eventstore.decide import Duplicate, Rejected, StoredEvent, decide
 from eventstore.envelope import AppendResult, RecordedEvent
@@ -147,7 +147,7 @@ def decode_prefix(
 
 def _translate(exc: sqlite3.Error, location: str, doing: str) -> StorageError:
     text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+    if sqlite_locked(exc):
         return StorageUnavailable(f"{location}: database stayed locked while {doing}: {text}")
     if isinstance(exc, sqlite3.DatabaseError) and (
         "not a database" in text or "malformed" in text or "encrypted" in text
@@ -256,7 +256,7 @@ class SqliteStore:
             try:
                 con.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                if not wait and ("locked" in str(exc) or "busy" in str(exc)):
+                if not wait and sqlite_locked(exc):
                     return None
                 raise
         except sqlite3.Error as exc:

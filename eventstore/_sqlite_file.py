@@ -24,6 +24,12 @@ KNOWN_FILES = {
 """application_id -> what agentlog keeps in such a file."""
 
 
+def sqlite_locked(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the file is locked by another connection (retriable)."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
 def claim(
     con: sqlite3.Connection,
     location: str,

@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from eventstore import SNAPSHOT_APPLICATION_ID, EventStoreError, claim_sqlite_file
+from eventstore import SNAPSHOT_APPLICATION_ID, EventStoreError, claim_sqlite_file, sqlite_locked
 from projections.errors import ProjectionClosed, SnapshotStoreError, SnapshotStoreUnavailable
 from projections.serial import Snapshot
 
@@ -139,7 +139,7 @@ class SqliteSnapshotStore:
                 try:
                     return work(con)
                 except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
+                    if sqlite_locked(exc):
                         raise SnapshotStoreUnavailable(str(self.path), f"{doing}: {exc}") from exc
                     raise SnapshotStoreError(str(self.path), f"{doing}: {exc}") from exc
                 except sqlite3.Error as exc:

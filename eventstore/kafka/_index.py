@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from eventstore._sqlite import _translate, decode_prefix
-from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim
+from eventstore._sqlite_file import INDEX_APPLICATION_ID, claim, sqlite_locked
 from eventstore.codec import Codec
 from eventstore.envelope import RecordedEvent
 from eventstore.errors import EventStoreError, LogClosed
@@ -121,7 +121,7 @@ class ThreadIndex:
     """The thread index file of one ``KafkaEventLog``. Synchronous; see the module docstring.
 
     One connection is shared by all methods under a (reentrant) lock, so the index may be
-    used from worker threads, one call at a time; the event loop uses the ``try_*`` methods
+    used from worker threads, one call at a time; the event loop uses :meth:`try_ingest`
     and :meth:`call_if_free`, which never wait for the lock. Every :meth:`ingest` is one
     transaction: after a crash the file holds whole batches and checkpoints that match them.
 
@@ -235,14 +235,12 @@ class ThreadIndex:
         Raises:
             The same as :meth:`ingest`.
         """
-        return self._ingest(records, wait=False)
+        return self.call_if_free(self._ingest, records, wait=False)
 
     def _ingest(
         self, records: Sequence[tuple[int, int, bytes]], *, wait: bool
     ) -> list[Indexed] | None:
-        if not self._lock.acquire(blocking=wait):
-            return None
-        try:
+        with self._lock:
             con = self._open()
             try:
                 if not self._begin(con, wait):
@@ -265,8 +263,6 @@ class ThreadIndex:
                 self._remember_tids(new_tids)
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, "ingesting records") from exc
-        finally:
-            self._lock.release()
         return stored
 
     @staticmethod
@@ -279,7 +275,7 @@ class ThreadIndex:
         try:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if sqlite_locked(exc):
                 return False
             raise
         finally:
@@ -382,24 +378,12 @@ class ThreadIndex:
 
     def _query(self, sql: str, params: Sequence[object], doing: str) -> list[Any]:
         """Run one read under the lock; rows as sqlite3 returns them (hence ``Any``)."""
-        rows = self._locked_query(sql, params, doing, wait=True)
-        assert rows is not None  # waiting always reads
-        return rows
-
-    def _locked_query(
-        self, sql: str, params: Sequence[object], doing: str, *, wait: bool
-    ) -> list[Any] | None:
-        """:meth:`_query`, or None if ``wait`` is False and another call holds the lock."""
-        if not self._lock.acquire(blocking=wait):
-            return None
-        try:
+        with self._lock:
             con = self._open()
             try:
                 return con.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, doing) from exc
-        finally:
-            self._lock.release()
 
     def checkpoints(self) -> dict[int, int]:
         """Next offset to consume, per partition ingested so far.
@@ -462,30 +446,11 @@ class ThreadIndex:
             CodecError: a stored event cannot be decoded.
             LogClosed: the index was closed.
         """
-        events = self._read_all(from_position, limit, wait=True)
-        assert events is not None  # waiting always reads
-        return events
-
-    def try_read_all(self, from_position: int = 0, limit: int = 1000) -> list[RecordedEvent] | None:
-        """:meth:`read_all`, or None at once if another call holds the index (WAL readers
-        never wait for the file's lock), so the event loop may call it without blocking.
-
-        Raises:
-            The same as :meth:`read_all`.
-        """
-        return self._read_all(from_position, limit, wait=False)
-
-    def _read_all(
-        self, from_position: int, limit: int, *, wait: bool
-    ) -> list[RecordedEvent] | None:
-        rows = self._locked_query(
+        rows = self._query(
             "SELECT position, body FROM events WHERE position >= ? ORDER BY position LIMIT ?",
             (from_position, limit),
             "reading the index",
-            wait=wait,
         )
-        if rows is None:
-            return None
         decode = self.codec.decode
         return [decode(body, pos) for pos, body in rows]
 

@@ -656,7 +656,7 @@ class KafkaEventLog:
             changed = self._feed.next_change()
             # Decoding is Python work: on the loop (a page of a few milliseconds), as the
             # feed's ingest is, rather than in a thread that would only trade the GIL.
-            batch = index.try_read_all(position, SUBSCRIBE_PAGE)
+            batch = index.call_if_free(index.read_all, position, SUBSCRIBE_PAGE)
             if batch is None:  # a worker thread holds the index
                 batch = await anyio.to_thread.run_sync(index.read_all, position, SUBSCRIBE_PAGE)
             else:

@@ -197,13 +197,13 @@ def test_try_calls_give_way_to_a_call_holding_the_index(index: ThreadIndex) -> N
 
     with held_by_another_thread(index):
         assert index.try_ingest(interleaved()[2:]) is None
-        assert index.try_read_all(0, 10) is None
+        assert index.call_if_free(index.read_all, 0, 10) is None
 
     assert index.head() == 2  # the refused ingest did nothing
     stored = index.try_ingest(interleaved()[2:])
     assert stored is not None
     assert [e.position for e in stored] == [3, 4, 5, 6]
-    page = index.try_read_all(0, 10)
+    page = index.call_if_free(index.read_all, 0, 10)
     assert page is not None
     assert [e.event_id for e in page] == [e.event_id for e in index.read_all(0, 10)]
 
