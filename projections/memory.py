@@ -128,6 +128,10 @@ class KeyState:
         return hashlib.sha256(f"{self.key}\n{ids}".encode()).hexdigest()[:32]
 
 
+_POLICY_CACHE = 4096
+"""Most keys whose policy a ``MergeRules`` remembers (then it starts over)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class MergeRules:
     """Which policy each memory key uses: exact keys, then the longest matching prefix.
@@ -143,6 +147,9 @@ class MergeRules:
 
     default: Policy = "last-write-wins"
     rules: tuple[tuple[str, Policy], ...] = ()
+    _policies: dict[str, Policy] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )  # policy_for's answers, by key (bounded: see policy_for)
 
     def __post_init__(self) -> None:
         for pattern, policy in (("(default)", self.default), *self.rules):
@@ -163,6 +170,16 @@ class MergeRules:
 
     def policy_for(self, key: str) -> Policy:
         """The policy of ``key``."""
+        known = self._policies.get(key)
+        if known is not None:
+            return known
+        if len(self._policies) >= _POLICY_CACHE:
+            self._policies.clear()
+        policy = self._policy_for(key)
+        self._policies[key] = policy
+        return policy
+
+    def _policy_for(self, key: str) -> Policy:
         best: tuple[int, Policy] | None = None
         for pattern, policy in self.rules:
             if pattern.endswith("*"):

@@ -59,6 +59,15 @@ class SnapshotStore(Protocol):
         """
         ...
 
+    async def save_many(self, snapshots: Sequence[Snapshot]) -> None:
+        """Store ``snapshots`` (and their chunks) as :meth:`save` does, all in one
+        transaction: a bulk writer's (``rebuild``'s) way to pay one commit per batch.
+
+        Raises:
+            SnapshotStoreError: the store failed; none of them was stored.
+        """
+        ...
+
     async def latest(
         self,
         thread_id: str,

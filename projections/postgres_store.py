@@ -56,7 +56,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from projections.errors import ProjectionClosed, SnapshotStoreError, SnapshotStoreUnavailable
-from projections.serial import Snapshot
+from projections.serial import Snapshot, saving
 
 log = logging.getLogger(__name__)
 
@@ -339,23 +339,30 @@ class PostgresSnapshotStore:
             raise SnapshotStoreError(self._where, f"{doing}: {self._reason(exc)}") from exc
 
     async def save(self, snapshot: Snapshot) -> None:
-        doing = f"saving the snapshot of {snapshot.thread_id!r} at seq {snapshot.seq}"
-        async with self._connection(doing) as conn:
-            if snapshot.chunks:
-                async with conn.cursor() as cur:
-                    await cur.executemany(self._q_save_chunk, list(snapshot.chunks.items()))
-            await conn.execute(
-                self._q_save,
-                (
-                    snapshot.thread_id,
-                    snapshot.rules_digest,
-                    snapshot.seq,
-                    _utc(snapshot.high_time),
-                    snapshot.format,
-                    snapshot.checksum,
-                    snapshot.body,
-                ),
+        await self.save_many([snapshot])
+
+    async def save_many(self, snapshots: Sequence[Snapshot]) -> None:
+        if not snapshots:
+            return
+        doing = saving(snapshots)
+        # One order of chunk keys for every writer: concurrent batches cannot deadlock.
+        chunks = sorted({d: b for s in snapshots for d, b in s.chunks.items()}.items())
+        rows = [
+            (
+                s.thread_id,
+                s.rules_digest,
+                s.seq,
+                _utc(s.high_time),
+                s.format,
+                s.checksum,
+                s.body,
             )
+            for s in snapshots
+        ]
+        async with self._connection(doing) as conn, conn.cursor() as cur:
+            if chunks:
+                await cur.executemany(self._q_save_chunk, chunks)
+            await cur.executemany(self._q_save, rows)
 
     async def load_chunks(self, digests: Sequence[str]) -> dict[str, bytes]:
         wanted = sorted(set(digests))

@@ -17,7 +17,7 @@ import bisect
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 
 from eventstore.envelope import RecordedEvent
@@ -324,8 +324,11 @@ class StateReader:
         depth: int,
         *,
         snapshots: bool = True,
+        save: Callable[[ThreadState], Awaitable[None]] | None = None,
     ) -> ThreadState:
-        """Fold ``events`` into ``state``, following rollbacks and forks, saving snapshots."""
+        """Fold ``events`` into ``state``, following rollbacks and forks, saving snapshots
+        (with ``save``, default :meth:`save`)."""
+        save = save if save is not None else self.save
         every = self.snapshot_every if (snapshots and self.save_snapshots) else 0
         remaining = list(events)
         while remaining:
@@ -341,7 +344,7 @@ class StateReader:
             else:
                 remaining = remaining[cut:]
             if every and state.version % every == 0 and state.version > 0:
-                await self.save(state)
+                await save(state)
         return state
 
     async def _follow(
@@ -359,14 +362,26 @@ class StateReader:
             return apply_rollback(state, target, event)
         return apply_fork(target, event)
 
-    async def fold_events(self, state: ThreadState, events: Sequence[RecordedEvent]) -> ThreadState:
+    async def fold_events(
+        self,
+        state: ThreadState,
+        events: Sequence[RecordedEvent],
+        *,
+        save: Callable[[ThreadState], Awaitable[None]] | None = None,
+    ) -> ThreadState:
         """Fold ``events`` (the thread's next ones, in seq order) into ``state``, following
         rollbacks and forks and saving snapshots at multiples of ``snapshot_every``.
+
+        Args:
+            state: The state to start from.
+            events: The thread's events after ``state``.
+            save: Called with the state at each multiple instead of :meth:`save` (a bulk
+                writer batches them; it should store ``snapshot_of(state)``).
 
         Raises:
             GapInThread: the events do not continue ``state``.
         """
-        return await self._fold_events(state, events, 0)
+        return await self._fold_events(state, events, 0, save=save)
 
     async def decode_snapshot(self, snapshot: Snapshot) -> ThreadState:
         """The state in ``snapshot``, fetching the chunks it needs from the store.
@@ -389,14 +404,32 @@ class StateReader:
         while len(self._stored) > 4 * self.chunks.max_chunks:
             self._stored.popitem(last=False)
 
+    def snapshot_of(self, state: ThreadState) -> Snapshot | None:
+        """The snapshot of ``state`` to store (``None`` if this reader saves none), without
+        the chunks this reader stored or loaded before. Once it is stored, call
+        :meth:`saved`."""
+        if not self.save_snapshots or self.store is None or state.version == 0:
+            return None
+        snapshot = encode(state, self.rules.digest, self.chunks)
+        new: dict[str, bytes] = {}
+        for digest, blob in snapshot.chunks.items():
+            if digest in self._stored:
+                self._stored.move_to_end(digest)
+            else:
+                new[digest] = blob
+        return dataclasses.replace(snapshot, chunks=new)
+
     async def save(self, state: ThreadState) -> None:
         """Save a snapshot of ``state`` (if this reader saves snapshots); chunks this
         reader stored or loaded before are not sent again."""
-        if not self.save_snapshots or self.store is None or state.version == 0:
-            return
-        snapshot = encode(state, self.rules.digest, self.chunks)
-        new = {d: b for d, b in snapshot.chunks.items() if d not in self._stored}
-        await self.store.save(dataclasses.replace(snapshot, chunks=new))
+        snapshot = self.snapshot_of(state)
+        if snapshot is not None and self.store is not None:
+            await self.store.save(snapshot)
+            self.saved(snapshot)
+
+    def saved(self, snapshot: Snapshot) -> None:
+        """Note that ``snapshot`` (from :meth:`snapshot_of`) was stored: its chunks are not
+        sent again, and the observer is told."""
         self._known(snapshot.chunks)
-        size = len(snapshot.body) + sum(len(b) for b in new.values())
-        self.observer.snapshot_saved(state.thread_id, state.version, size)
+        size = len(snapshot.body) + sum(len(b) for b in snapshot.chunks.values())
+        self.observer.snapshot_saved(snapshot.thread_id, snapshot.seq, size)

@@ -4,7 +4,8 @@ A thread's state grows with its history (every message, task and routing decisio
 most of it does not change from one snapshot to the next. So a snapshot is two things:
 
 * a *head* (``Snapshot.body``): the state without its conversation, tasks and routing, plus
-  the digests of the chunks that hold those, as JSON compressed with zlib, with a BLAKE2b
+  the digests of the chunks that hold those, as JSON compressed with Zstandard (level 1:
+  about twice zlib's speed at level 1, and smaller), with a BLAKE2b
   checksum, the format version and the merge-rules digest beside it;
 * *chunks*: the conversation and routing in runs of :data:`CHUNK_SIZE` entries (by
   position), the tasks in runs of :data:`CHUNK_SIZE` (in the state's order), and the write
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import zlib
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -39,8 +40,16 @@ from projections.errors import ProjectionError
 from projections.memory import Write
 from projections.state import ConversationEntry, RoutingRecord, TaskView, ThreadState
 
-FORMAT = 2
-"""The snapshot format this code writes and reads (1: one body, no chunks)."""
+if sys.version_info >= (3, 14):  # pragma: no cover - the standard library's own
+    from compression import zstd
+else:
+    from backports import zstd
+
+FORMAT = 3
+"""The snapshot format this code writes and reads (1: one body, no chunks; 2: chunks
+compressed with zlib)."""
+ZSTD_LEVEL = 1
+"""Zstandard level of heads and chunks (snapshots are written far more often than read)."""
 CHUNK_SIZE = 64
 """Entries per chunk."""
 
@@ -102,6 +111,13 @@ class Snapshot:
     checksum: str
     body: bytes
     chunks: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+
+
+def saving(snapshots: Sequence[Snapshot]) -> str:
+    """What a store says it was doing when saving ``snapshots`` failed."""
+    if len(snapshots) == 1:
+        return f"saving the snapshot of {snapshots[0].thread_id!r} at seq {snapshots[0].seq}"
+    return f"saving {len(snapshots)} snapshots"
 
 
 def checksum(body: bytes) -> str:
@@ -169,6 +185,10 @@ class ChunkCache:
             self._encoded.popitem(last=False)
 
 
+def _compress(content: bytes) -> bytes:
+    return zstd.compress(content, ZSTD_LEVEL)
+
+
 def _chunks(items: Sequence[Any]) -> list[tuple[Any, ...]]:
     return [tuple(items[i : i + CHUNK_SIZE]) for i in range(0, len(items), CHUNK_SIZE)]
 
@@ -181,7 +201,7 @@ def _encode_part(
         known = cache.encoding(chunk)
         if known is None:
             content = _PARTS[part].dump_json(list(chunk))
-            digest, blob = chunk_digest(content), zlib.compress(content, 1)
+            digest, blob = chunk_digest(content), _compress(content)
             cache.remember(digest, chunk, blob)
         else:
             digest, blob = known
@@ -214,7 +234,7 @@ def encode(state: ThreadState, rules_digest: str, cache: ChunkCache | None = Non
             if v.history
         },
     )
-    body = zlib.compress(_HEAD_ADAPTER.dump_json(head), 1)
+    body = _compress(_HEAD_ADAPTER.dump_json(head))
     return Snapshot(
         thread_id=state.thread_id,
         seq=state.version,
@@ -240,8 +260,8 @@ def read_head(snapshot: Snapshot) -> SnapshotHead:
     if checksum(snapshot.body) != snapshot.checksum:
         raise SnapshotInvalid(*where, "checksum mismatch (the stored body is damaged)")
     try:
-        head = _HEAD_ADAPTER.validate_json(zlib.decompress(snapshot.body))
-    except (zlib.error, ValidationError) as exc:
+        head = _HEAD_ADAPTER.validate_json(zstd.decompress(snapshot.body))
+    except (zstd.ZstdError, ValidationError) as exc:
         raise SnapshotInvalid(*where, f"body does not decode: {exc}") from exc
     state = head.state
     if state.thread_id != snapshot.thread_id or state.version != snapshot.seq:
@@ -295,11 +315,11 @@ def decode(
                 if blob is None:
                     raise SnapshotInvalid(*where, f"{name} chunk {digest} is missing")
                 try:
-                    content = zlib.decompress(blob)
+                    content = zstd.decompress(blob)
                     if chunk_digest(content) != digest:
                         raise SnapshotInvalid(*where, f"{name} chunk {digest} is damaged")
                     entries = tuple(_PARTS[name].validate_json(content))
-                except (zlib.error, ValidationError) as exc:
+                except (zstd.ZstdError, ValidationError) as exc:
                     raise SnapshotInvalid(
                         *where, f"{name} chunk {digest} does not decode: {exc}"
                     ) from exc

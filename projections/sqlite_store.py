@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from eventstore import SNAPSHOT_APPLICATION_ID, EventStoreError, claim_sqlite_file, sqlite_locked
 from projections.errors import ProjectionClosed, SnapshotStoreError, SnapshotStoreUnavailable
-from projections.serial import Snapshot
+from projections.serial import Snapshot, saving
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +167,30 @@ class SqliteSnapshotStore:
         await self._call(doing, work)
 
     async def save(self, snapshot: Snapshot) -> None:
-        row = (
-            snapshot.thread_id,
-            snapshot.rules_digest,
-            snapshot.seq,
-            _ms(snapshot.high_time),
-            snapshot.format,
-            snapshot.checksum,
-            snapshot.body,
-        )
-        chunks = list(snapshot.chunks.items())
+        await self.save_many([snapshot])
+
+    async def save_many(self, snapshots: Sequence[Snapshot]) -> None:
+        if not snapshots:
+            return
+        doing = saving(snapshots)
+        rows = [
+            (
+                s.thread_id,
+                s.rules_digest,
+                s.seq,
+                _ms(s.high_time),
+                s.format,
+                s.checksum,
+                s.body,
+            )
+            for s in snapshots
+        ]
+        chunks = [item for s in snapshots for item in s.chunks.items()]
         await self._transaction(
-            f"saving the snapshot of {snapshot.thread_id!r} at seq {snapshot.seq}",
+            doing,
             [
                 ("INSERT OR IGNORE INTO chunks VALUES (?, ?)", chunks),
-                ("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", [row]),
+                ("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", rows),
             ],
         )
 
@@ -266,7 +275,18 @@ class SqliteSnapshotStore:
                 (thread_id,),
             )
             return len(rows)
-        rows = await self._run("deleting all snapshots", "DELETE FROM snapshots RETURNING 1")
-        await self._run("deleting snapshot chunks", "DELETE FROM chunks")
-        await self._run("deleting checkpoints", "DELETE FROM checkpoints")
-        return len(rows)
+
+        def work(con: sqlite3.Connection) -> int:
+            # DELETE without WHERE or RETURNING: SQLite drops the tables' pages in one go.
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                (count,) = con.execute("SELECT count(*) FROM snapshots").fetchone()
+                for table in ("snapshots", "chunks", "checkpoints"):
+                    con.execute(f"DELETE FROM {table}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return int(count)
+
+        return await self._call("deleting all snapshots, chunks and checkpoints", work)

@@ -22,7 +22,7 @@ from eventstore.envelope import RecordedEvent
 from projections.errors import NothingToRollBack, ThreadNotFound
 from projections.port import SnapshotStore
 from projections.reader import StateReader
-from projections.serial import SnapshotInvalid, to_json
+from projections.serial import Snapshot, SnapshotInvalid, to_json
 from projections.state import ThreadState
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,10 @@ class RebuildResult:
     position: int
 
 
+SAVE_BATCH = 64
+"""Snapshots ``rebuild`` stores per transaction."""
+
+
 async def rebuild(
     reader: StateReader,
     *,
@@ -182,6 +186,10 @@ async def rebuild(
     progress: Callable[[str, int], None] | None = None,
 ) -> RebuildResult:
     """Drop every snapshot and checkpoint, then fold every thread from its first event.
+
+    Threads are folded one at a time (the next ones are read meanwhile); the snapshots
+    the folds make are stored :data:`SAVE_BATCH` to a transaction by a writer task, in
+    the order they were made, while the folding goes on.
 
     Args:
         reader: The reader; its store is cleared and refilled.
@@ -197,6 +205,10 @@ async def rebuild(
     threads = events = 0
     # The next threads' events are read (in worker threads) while this one folds.
     send, receive = anyio.create_memory_object_stream[tuple[str, list[RecordedEvent]]](2)
+    # Snapshots go to the writer in batches; one batch may wait while another is stored.
+    to_writer, batches = anyio.create_memory_object_stream[list[Snapshot]](1)
+    pending: list[Snapshot] = []
+    queued: set[str] = set()  # chunks in a batch not stored yet: later snapshots skip them
 
     async def read_ahead() -> None:
         async with send:
@@ -206,16 +218,43 @@ async def rebuild(
                     await send.send((info.thread_id, await reader.log.read_thread(info.thread_id)))
                 after = batch[-1].thread_id
 
-    async with anyio.create_task_group() as tg, receive:
-        tg.start_soon(read_ahead)
-        async for thread_id, history in receive:
-            state = await reader.fold_events(ThreadState(thread_id=thread_id), history)
-            if reader.cache is not None:
-                reader.cache.put(state)
-            threads += 1
-            events += len(history)
-            if progress is not None:
-                progress(thread_id, len(history))
+    async def save(state: ThreadState) -> None:
+        snapshot = reader.snapshot_of(state)
+        if snapshot is None:
+            return
+        chunks = {d: b for d, b in snapshot.chunks.items() if d not in queued}
+        queued.update(chunks)
+        pending.append(dataclasses.replace(snapshot, chunks=chunks))
+        if len(pending) >= SAVE_BATCH:
+            await to_writer.send(pending.copy())
+            pending.clear()
+
+    async def write() -> None:
+        async with batches:
+            async for batch in batches:
+                assert store is not None  # snapshot_of makes none without a store
+                await store.save_many(batch)
+                for snapshot in batch:
+                    reader.saved(snapshot)
+                    queued.difference_update(snapshot.chunks)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(write)
+        async with to_writer:
+            tg.start_soon(read_ahead)
+            async with receive:
+                async for thread_id, history in receive:
+                    state = await reader.fold_events(
+                        ThreadState(thread_id=thread_id), history, save=save
+                    )
+                    if reader.cache is not None:
+                        reader.cache.put(state)
+                    threads += 1
+                    events += len(history)
+                    if progress is not None:
+                        progress(thread_id, len(history))
+            if pending:
+                await to_writer.send(pending.copy())
     if store is not None:
         await store.save_checkpoint(name, head)
     return RebuildResult(

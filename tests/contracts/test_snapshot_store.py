@@ -10,6 +10,7 @@ import dataclasses
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import anyio
 import psycopg
@@ -155,6 +156,36 @@ async def test_chunks_are_stored_once_and_shared(snapshot_store: SnapshotStore) 
     assert await snapshot_store.load_chunks(list(first.chunks)) == dict(first.chunks)
     await snapshot_store.clear()
     assert await snapshot_store.load_chunks(list(first.chunks)) == {}
+
+
+async def test_save_many_stores_a_batch_with_its_shared_chunks(
+    snapshot_store: SnapshotStore,
+) -> None:
+    states = [folded(f"t-batch-{i}") for i in range(3)]
+    snapshots = [encode(state, RULES.digest) for state in states]
+    # The same key twice in one batch: the later one wins, as with two saves.
+    again = dataclasses.replace(snapshots[0], body=snapshots[1].body, checksum="x")
+    await snapshot_store.save_many([*snapshots, again])
+    await snapshot_store.save_many([])
+    for state, snapshot in zip(states[1:], snapshots[1:], strict=True):
+        got = await snapshot_store.latest(state.thread_id, RULES.digest)
+        assert got == dataclasses.replace(snapshot, chunks={})
+        fetched = await snapshot_store.load_chunks(list(snapshot.chunks))
+        assert decode(got, fetched=fetched) == state
+    assert await snapshot_store.latest("t-batch-0", RULES.digest) == dataclasses.replace(
+        again, chunks={}
+    )
+
+
+async def test_save_many_is_all_or_nothing(snapshot_store: SnapshotStore) -> None:
+    good = encode(folded("t-good"), RULES.digest)
+    broken = dataclasses.replace(snap("t-bad", 1), checksum=cast(str, None))  # NOT NULL
+    with pytest.raises(SnapshotStoreError, match="saving 2 snapshots"):
+        await snapshot_store.save_many([good, broken])
+    assert await snapshot_store.latest("t-good", RULES.digest) is None
+    assert await snapshot_store.load_chunks(list(good.chunks)) == {}
+    await snapshot_store.save_many([good])
+    assert await snapshot_store.seqs("t-good", RULES.digest) == [good.seq]
 
 
 async def test_binary_bodies_survive_byte_for_byte(snapshot_store: SnapshotStore) -> None:

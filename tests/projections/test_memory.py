@@ -454,6 +454,19 @@ def test_the_longest_prefix_wins(rules: tuple[tuple[str, Policy], ...]) -> None:
     assert merge_rules.policy_for("other") == "last-write-wins"
 
 
+def test_policies_stay_right_past_the_remembered_keys() -> None:
+    rules = MergeRules("manual", (("plan.*", "merge"), ("count", "last-write-wins")))
+    for round_ in range(2):  # the second round asks again, from memory and after it filled
+        for i in range(5000):
+            assert rules.policy_for(f"plan.{i}") == "merge", (round_, i)
+            assert rules.policy_for(f"other.{i}") == "manual", (round_, i)
+        assert rules.policy_for("count") == "last-write-wins"
+    assert rules == MergeRules("manual", (("plan.*", "merge"), ("count", "last-write-wins")))
+    assert hash(rules) == hash(
+        MergeRules("manual", (("plan.*", "merge"), ("count", "last-write-wins")))
+    )
+
+
 def test_rules_from_a_mapping() -> None:
     rules = MergeRules.from_mapping({"plan.*": "merge", "count": "merge"}, "manual")
     assert rules == MergeRules("manual", (("count", "merge"), ("plan.*", "merge")))

@@ -157,3 +157,20 @@ async def test_snapshot_and_tail_fold_like_a_full_replay(kit: Kit) -> None:
     for k in range(0, full.version + 1, 3):
         assert await fresh.state_at("t", seq=k) == await kit.reader.scratch("t", to_seq=k)
     assert fresh.snapshots_loaded > 0
+
+
+async def test_chunks_count_as_stored_only_once_saved(kit: Kit) -> None:
+    await write(kit, "t", 6)
+    state = await kit.reader.scratch("t")
+    reader = StateReader(kit.log, kit.store, RULES, snapshot_every=5)
+    first = reader.snapshot_of(state)
+    assert first is not None and first.chunks
+    # Not stored yet (a batch still waiting, or a save that failed): sent again.
+    again = reader.snapshot_of(state)
+    assert again is not None and again.chunks == first.chunks
+    await kit.store.save(first)
+    reader.saved(first)
+    later = reader.snapshot_of(state)
+    assert later is not None and later.chunks == {}
+    assert reader.observer.snapshots_saved == 1
+    assert StateReader(kit.log, kit.store, RULES, save_snapshots=False).snapshot_of(state) is None

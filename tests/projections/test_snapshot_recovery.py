@@ -81,7 +81,7 @@ async def test_a_damaged_snapshot_is_skipped_and_the_state_rebuilt(
         elif damage == "format":  # written by some future version
             assert await tamper(snapshot_store, THREAD, seq, format=99) == 1
         else:  # checksum fine, contents not a state
-            garbage = b"not zlib at all"
+            garbage = b"not zstd at all"
             changed = await tamper(
                 snapshot_store, THREAD, seq, body=garbage, checksum=checksum(garbage)
             )

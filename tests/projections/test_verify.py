@@ -6,6 +6,8 @@ import dataclasses
 
 import pytest
 
+from eventstore import new_event
+from eventstore.payloads import MemorySet, Message, Part
 from projections import (
     NothingToRollBack,
     StateReader,
@@ -15,7 +17,7 @@ from projections import (
     verify,
 )
 from projections.serial import encode
-from projections.verify import diff
+from projections.verify import SAVE_BATCH, diff
 from tests.projections.conftest import RULES, Kit
 
 pytestmark = pytest.mark.anyio
@@ -75,6 +77,31 @@ async def test_rebuild_replaces_every_snapshot_and_sets_the_checkpoint(kit: Kit)
     assert await kit.store.checkpoint("default") == await kit.log.head()
     assert await kit.store.seqs("t0", RULES.digest) == [5]
     assert await kit.store.seqs("t1", RULES.digest) == [5]
+
+
+async def test_rebuild_stores_every_snapshot_through_batches(kit: Kit) -> None:
+    # 70 threads of 5 events and one of 400 messages: more snapshots than a batch holds
+    # (SAVE_BATCH), and a thread whose later snapshots share chunks with earlier ones
+    # still waiting in the same batch.
+    for i in range(70):
+        events = [new_event(MemorySet(key="k", value_json=str(j)), actor="a") for j in range(5)]
+        await kit.log.append(f"t{i:02d}", events)
+    talk = [
+        new_event(Message(message_id=f"m{j}", role="user", parts=(Part(text=f"#{j}"),)), actor="u")
+        for j in range(400)
+    ]
+    for start in range(0, 400, 100):
+        await kit.log.append("long", talk[start : start + 100], start)
+    assert SAVE_BATCH < 70 + 400 // 5
+    result = await rebuild(kit.reader)
+    assert (result.threads, result.events) == (71, 750)
+    assert kit.observer.snapshots_saved == 70 + 400 // 5
+    assert await kit.store.seqs("long", RULES.digest) == list(range(5, 401, 5))
+    fresh = StateReader(kit.log, kit.store, RULES, snapshot_every=5, save_snapshots=False)
+    for seq in (5, 64 * 5, 400):
+        assert await fresh.state_at("long", seq=seq) == await kit.reader.scratch("long", seq)
+    assert fresh.observer.snapshots_rejected == 0
+    assert await fresh.state("t69") == await kit.reader.scratch("t69")
 
 
 def test_diff_names_paths() -> None:
