@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -148,6 +149,11 @@ class ChunkCache:
             OrderedDict()
         )
 
+    def clear(self) -> None:
+        """Forget every chunk (and what they hold alive)."""
+        self._decoded.clear()
+        self._encoded.clear()
+
     def __contains__(self, digest: str) -> bool:
         return digest in self._decoded
 
@@ -185,8 +191,16 @@ class ChunkCache:
             self._encoded.popitem(last=False)
 
 
+_local = threading.local()
+
+
 def _compress(content: bytes) -> bytes:
-    return zstd.compress(content, ZSTD_LEVEL)
+    # One compressor per thread, reused: setting one up costs several times more than
+    # compressing a chunk.
+    compressor: zstd.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstd.ZstdCompressor(level=ZSTD_LEVEL)
+    return compressor.compress(content, zstd.ZstdCompressor.FLUSH_FRAME)
 
 
 def _chunks(items: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -249,6 +249,10 @@ async def rebuild(
                     )
                     if reader.cache is not None:
                         reader.cache.put(state)
+                    # The chunks of this thread's snapshots are no use to the next thread;
+                    # kept, they hold its entries alive, and the collector's full passes
+                    # over them cost more than the cache saves.
+                    reader.chunks.clear()
                     threads += 1
                     events += len(history)
                     if progress is not None:
