@@ -121,7 +121,7 @@ PHASES = {
     "latest": "store.latest: the snapshot row, unless a decoded one is cached (SQL, blob)",
     "load_chunks": "store.load_chunks: snapshot chunks not in the reader's cache (SQL)",
     "read_thread": "log.read_thread: the tail after the snapshot (SQL, Avro decode)",
-    "decode": "the rest, on the event loop: decoding the snapshot (zlib, pydantic)",
+    "decode": "the rest, on the event loop: decoding the snapshot (zstd, pydantic)",
     "fold": "fold of the tail onto the snapshot's state, timed on its own",
 }
 """The steps of ``state_at`` with snapshots that the breakdown reports, in order."""
