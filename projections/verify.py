@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 
@@ -179,6 +179,17 @@ SAVE_BATCH = 64
 """Snapshots ``rebuild`` stores per transaction."""
 
 
+def raise_sole(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the one error a task group failed with as itself (a caller catches a
+    ``SnapshotStoreError``, not a group holding one); a group of several as it is."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    if isinstance(error, BaseExceptionGroup):
+        raise group
+    raise error from error.__cause__
+
+
 async def rebuild(
     reader: StateReader,
     *,
@@ -238,27 +249,30 @@ async def rebuild(
                     reader.saved(snapshot)
                     queued.difference_update(snapshot.chunks)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(write)
-        async with to_writer:
-            tg.start_soon(read_ahead)
-            async with receive:
-                async for thread_id, history in receive:
-                    state = await reader.fold_events(
-                        ThreadState(thread_id=thread_id), history, save=save
-                    )
-                    if reader.cache is not None:
-                        reader.cache.put(state)
-                    # The chunks of this thread's snapshots are no use to the next thread;
-                    # kept, they hold its entries alive, and the collector's full passes
-                    # over them cost more than the cache saves.
-                    reader.chunks.clear()
-                    threads += 1
-                    events += len(history)
-                    if progress is not None:
-                        progress(thread_id, len(history))
-            if pending:
-                await to_writer.send(pending.copy())
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(write)
+            async with to_writer:
+                tg.start_soon(read_ahead)
+                async with receive:
+                    async for thread_id, history in receive:
+                        state = await reader.fold_events(
+                            ThreadState(thread_id=thread_id), history, save=save
+                        )
+                        if reader.cache is not None:
+                            reader.cache.put(state)
+                        # The chunks of this thread's snapshots are no use to the next thread;
+                        # kept, they hold its entries alive, and the collector's full passes
+                        # over them cost more than the cache saves.
+                        reader.chunks.clear()
+                        threads += 1
+                        events += len(history)
+                        if progress is not None:
+                            progress(thread_id, len(history))
+                if pending:
+                    await to_writer.send(pending.copy())
+    except BaseExceptionGroup as group:
+        raise_sole(group)
     if store is not None:
         await store.save_checkpoint(name, head)
     return RebuildResult(

@@ -25,7 +25,18 @@ STDLIB_IO_FREE = {
 # package -> project packages and third-party distributions it may import
 ALLOWED = {
     "eventstore": {"eventstore", "fastavro", "aiokafka", "pydantic", "anyio"},
-    "projections": {"projections", "eventstore", "psycopg", "psycopg_pool", "anyio", "pydantic"},
+    # Snapshots are Zstandard-compressed: the standard library's ``compression.zstd`` from
+    # Python 3.14, its backport (``backports.zstd``) before.
+    "projections": {
+        "projections",
+        "eventstore",
+        "psycopg",
+        "psycopg_pool",
+        "anyio",
+        "pydantic",
+        "compression",
+        "backports",
+    },
     "agents": {"agents", "eventstore", "projections", "openai", "anyio", "pydantic"},
     "connectors": {
         "connectors",

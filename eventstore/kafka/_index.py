@@ -446,13 +446,22 @@ class ThreadIndex:
             CodecError: a stored event cannot be decoded.
             LogClosed: the index was closed.
         """
-        rows = self._query(
+        decode = self.codec.decode
+        return [decode(body, pos) for pos, body in self.all_rows(from_position, limit)]
+
+    def all_rows(self, from_position: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """The ``(position, body)`` rows :meth:`read_all` decodes.
+
+        Raises:
+            StorageError: SQLite failed.
+            LogClosed: the index was closed.
+        """
+        rows: list[tuple[int, bytes]] = self._query(
             "SELECT position, body FROM events WHERE position >= ? ORDER BY position LIMIT ?",
             (from_position, limit),
             "reading the index",
         )
-        decode = self.codec.decode
-        return [decode(body, pos) for pos, body in rows]
+        return rows
 
     def version(self, thread_id: str) -> int:
         """The thread's version: ``seq`` of its last event, 0 when it has none.

@@ -646,7 +646,9 @@ class KafkaEventLog:
         index = self._require_open()
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        return await anyio.to_thread.run_sync(index.read_all, from_position, limit)
+        rows = await anyio.to_thread.run_sync(index.all_rows, from_position, limit)
+        decode = self.codec.decode
+        return await decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
 
     async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         position = from_position

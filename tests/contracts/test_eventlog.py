@@ -16,6 +16,7 @@ from eventstore import (
     NewEvent,
     WrongExpectedVersion,
 )
+from eventstore._loop import DECODE_SLICE
 from eventstore.payloads import MemorySet, Message, Part
 from eventstore.port import EventLog
 from tests.contracts.conftest import LogFactory
@@ -249,6 +250,19 @@ async def test_read_all_in_position_order(log: EventLog) -> None:
     assert [e.position for e in page] == positions[4:7]
     resumed = await log.read_all(from_position=page[-1].position + 1)
     assert [e.position for e in resumed] == positions[7:]
+
+
+async def test_read_all_pages_longer_than_a_decode_slice(log: EventLog) -> None:
+    # More events than one decode slice of the loop (DECODE_SLICE), in several appends.
+    sent = [event() for _ in range(2 * DECODE_SLICE + 100)]
+    for start in range(0, len(sent), 150):
+        await log.append(f"t{start % 2}", sent[start : start + 150])
+    everything = await log.read_all(limit=len(sent) + 10)
+    assert [e.event_id for e in everything] == [e.event_id for e in sent]
+    positions = [e.position for e in everything]
+    page = await log.read_all(from_position=positions[10], limit=DECODE_SLICE + 1)
+    assert [e.position for e in page] == positions[10 : 11 + DECODE_SLICE]
+    assert [e.payload for e in page] == [e.payload for e in sent[10 : 11 + DECODE_SLICE]]
 
 
 async def test_read_event_finds_an_event_by_id(log: EventLog) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import Any, cast
 
 import pytest
 
@@ -10,6 +12,9 @@ from eventstore import new_event
 from eventstore.payloads import MemorySet, Message, Part
 from projections import (
     NothingToRollBack,
+    Snapshot,
+    SnapshotStore,
+    SnapshotStoreUnavailable,
     StateReader,
     ThreadNotFound,
     last_consistent_seq,
@@ -102,6 +107,31 @@ async def test_rebuild_stores_every_snapshot_through_batches(kit: Kit) -> None:
         assert await fresh.state_at("long", seq=seq) == await kit.reader.scratch("long", seq)
     assert fresh.observer.snapshots_rejected == 0
     assert await fresh.state("t69") == await kit.reader.scratch("t69")
+
+
+class FailingSaves:
+    """The snapshot store, unreachable whenever a batch of snapshots is saved."""
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def save_many(self, snapshots: Sequence[Snapshot]) -> None:
+        raise SnapshotStoreUnavailable("test-store", f"saving {len(snapshots)} snapshots")
+
+
+async def test_rebuild_raises_the_stores_error_itself(kit: Kit) -> None:
+    for i in range(12):
+        await kit.commands.set(f"t{i % 2}", "k", str(i), actor="a")
+    failing = StateReader(
+        kit.log, cast(SnapshotStore, FailingSaves(kit.store)), RULES, snapshot_every=5
+    )
+    with pytest.raises(SnapshotStoreUnavailable, match="saving 2 snapshots") as caught:
+        await rebuild(failing)
+    assert caught.value.retriable
+    assert await kit.store.checkpoint("default") == 0  # not moved: the rebuild did not finish
 
 
 def test_diff_names_paths() -> None:
