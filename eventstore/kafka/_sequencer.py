@@ -44,6 +44,7 @@ from eventstore.kafka._feed import IndexFeed
 from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._topics import KafkaTopology, partition_of
 from eventstore.kafka._wire import (
+    BATCH,
     CONTENT_TYPE,
     IDEMPOTENCY_CONFLICT,
     KIND,
@@ -116,6 +117,9 @@ class Sequencer:
             only its rejections are also written as outcome records (for the audit trail;
             its accepted appends are recorded by their events).
         deliver: Where those outcomes go.
+        take_local: Given the ``batch`` header of a command record from that log, the
+            commands it holds in memory (the record's very contents), or ``None``; the
+            record is then decoded as any other.
     """
 
     def __init__(
@@ -132,10 +136,14 @@ class Sequencer:
         client_id: str,
         local_reply_to: str = "",
         deliver: Callable[[AppendOutcome], None] | None = None,
+        take_local: Callable[[bytes], list[AppendCommand] | None] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self._local = local_reply_to
+        self._local_header = local_reply_to.encode()
         self._deliver = deliver
+        self._take_local = take_local
+        self.handed_over = 0  # command records taken from the local log, not decoded
         self.topology = topology
         self.group_id = group_id
         self.index = index
@@ -164,6 +172,10 @@ class Sequencer:
     def owned(self) -> list[int]:
         """Partitions this member owns now."""
         return sorted(self._partitions)
+
+    def owns(self, partition: int) -> bool:
+        """Whether this member owns ``partition`` now."""
+        return partition in self._partitions
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -308,6 +320,12 @@ class Sequencer:
     def _commands(self, record: Any) -> list[AppendCommand]:
         if header(record.headers, KIND) != KIND_APPEND:
             return []  # an outcome, or a record of another kind
+        if self._take_local is not None and header(record.headers, REPLY_TO) == self._local_header:
+            number = header(record.headers, BATCH)
+            held = self._take_local(number) if number is not None else None
+            if held is not None:
+                self.handed_over += 1
+                return held
         try:
             return decode_commands(record.value)
         except EventStoreError as exc:

@@ -46,6 +46,9 @@ KIND_APPEND = b"append"
 KIND_OUTCOME = b"outcome"
 REPLY_TO = "reply-to"
 """Header naming the client (``KafkaEventLog.client_id``) that awaits the outcome."""
+BATCH = "batch"
+"""Header numbering a client's command records (a sequencer in the same process takes the
+commands it holds by this number instead of decoding the record)."""
 CONTENT_TYPE = ("content-type", b"avro/binary")
 
 WRONG_EXPECTED_VERSION = "wrong_expected_version"

@@ -19,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._sequencer import Sequencer
 from eventstore.kafka._topics import KafkaTopology, ensure_topics, partition_of
 from eventstore.kafka._wire import (
+    BATCH,
     CONTENT_TYPE,
     KIND,
     KIND_APPEND,
@@ -82,6 +84,9 @@ DEFAULT_MAX_EVENT_BYTES = 1 << 20
 _BATCH_BYTES = 1 << 20
 #: Thread ids whose partition is remembered (the cache starts over when full).
 _PARTITION_CACHE = 100_000
+#: Command records whose commands are held for this log's own sequencer, at most (it
+#: takes each within a round; one record per partition is in flight at a time).
+_HELD_BATCHES = 256
 #: Seconds between looks at the append deadlines (how late a timeout may fire).
 _EXPIRY_TICK = 0.05
 #: Events a subscriber reads (and decodes, on the loop) at a time.
@@ -124,9 +129,10 @@ class _Waiter:
 class _Batch:
     """Encoded commands for one partition that go out as one ``AppendBatch`` record."""
 
-    __slots__ = ("items", "sent", "size", "waiters")
+    __slots__ = ("commands", "items", "sent", "size", "waiters")
 
     def __init__(self) -> None:
+        self.commands: list[AppendCommand] = []
         self.items: list[bytes] = []
         self.waiters: list[_Waiter] = []
         self.size = 0
@@ -232,6 +238,8 @@ class KafkaEventLog:
         self._reply_to = self.client_id.encode()
         self._partitions = self.topology.commands.partitions
         self._partition_cache: dict[str, int] = {}
+        self._batch_numbers = itertools.count()
+        self._held_batches: OrderedDict[bytes, list[AppendCommand]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"KafkaEventLog({self.bootstrap!r}, {self.topology.threads.name!r}, {self._state})"
@@ -306,6 +314,7 @@ class KafkaEventLog:
                 client_id=f"{self.client_id}-sequencer",
                 local_reply_to=self.client_id,
                 deliver=self._deliver,
+                take_local=self._take_batch,
             )
             await self._sequencer.start()
             self._tg.start_soon(self._supervise, "the sequencer", self._sequencer.run)
@@ -526,7 +535,7 @@ class KafkaEventLog:
         timed out while the index catches up with it.
         """
         partition = self._partition_of(command.thread_id)
-        batch = self._enqueue(partition, item, waiter)
+        batch = self._enqueue(partition, command, item, waiter)
         # the timeout is kept by _expire (a cancel scope per append costs more than the
         # rest of the wait)
         self._deadlines.append((time.monotonic() + self.outcome_timeout, waiter))
@@ -564,6 +573,19 @@ class KafkaEventLog:
             while deadlines and deadlines[0][0] <= now:
                 deadlines.popleft()[1].done.set()  # a no-op for an append already answered
 
+    def _remember_batch(self, number: bytes, commands: list[AppendCommand]) -> None:
+        """Keep a command record's commands for this log's own sequencer (bounded: a
+        record that another process's sequencer decides is never taken)."""
+        held = self._held_batches
+        held[number] = commands
+        while len(held) > _HELD_BATCHES:
+            held.popitem(last=False)
+
+    def _take_batch(self, number: bytes) -> list[AppendCommand] | None:
+        """The commands of this log's command record ``number``, once (the sequencer then
+        need not decode what this process encoded), or ``None``: decode the record."""
+        return self._held_batches.pop(number, None)
+
     def _partition_of(self, thread_id: str) -> int:
         """The thread's partition (murmur2 is pure Python in aiokafka: remembered)."""
         cache = self._partition_cache
@@ -574,7 +596,9 @@ class KafkaEventLog:
             partition = cache[thread_id] = partition_of(thread_id, self._partitions)
         return partition
 
-    def _enqueue(self, partition: int, item: bytes, waiter: _Waiter) -> _Batch:
+    def _enqueue(
+        self, partition: int, command: AppendCommand, item: bytes, waiter: _Waiter
+    ) -> _Batch:
         """Add a command to the partition's batch that is filling; start its sender.
 
         Each partition has one command record in flight at a time; the commands that come
@@ -587,6 +611,7 @@ class KafkaEventLog:
         if not unsent or (unsent[-1].items and unsent[-1].size + len(item) > self._batch_limit):
             unsent.append(_Batch())
         batch = unsent[-1]
+        batch.commands.append(command)
         batch.items.append(item)
         batch.waiters.append(waiter)
         batch.size += len(item)
@@ -599,13 +624,17 @@ class KafkaEventLog:
     async def _send_batches(self, partition: int, unsent: deque[_Batch]) -> None:
         """Send the partition's command batches in order until none is left."""
         topic = self.topology.commands.name
-        headers = [(KIND, KIND_APPEND), (REPLY_TO, self._reply_to), CONTENT_TYPE]
+        common = [(KIND, KIND_APPEND), (REPLY_TO, self._reply_to), CONTENT_TYPE]
         try:
             while unsent:
                 batch = unsent.popleft()
                 value = command_batch(self.client_id, batch.items)
+                number = str(next(self._batch_numbers)).encode()
+                headers = [*common, (BATCH, number)]
+                if self._sequencer is not None and self._sequencer.owns(partition):
+                    self._remember_batch(number, batch.commands)
 
-                async def send(value: bytes = value) -> Any:
+                async def send(value: bytes = value, headers: list[Any] = headers) -> Any:
                     future = await self._producer.send(
                         topic, value, partition=partition, headers=headers
                     )

@@ -25,9 +25,11 @@ from eventstore.kafka import (
 )
 from eventstore.kafka._topics import partition_of
 from eventstore.kafka._wire import (
+    BATCH,
     KIND,
     KIND_APPEND,
     KIND_OUTCOME,
+    REPLY_TO,
     AppendCommand,
     command_batch,
     decode_commands,
@@ -81,6 +83,36 @@ async def outcomes_on(broker: TansuBroker, topic: str, partitions: int) -> list[
         await consumer.stop()
 
 
+async def send_raw_command(
+    broker: TansuBroker,
+    topo: KafkaTopology,
+    command: AppendCommand,
+    partition: int,
+    headers: list[tuple[str, bytes]],
+) -> None:
+    """Put ``command`` on the commands topic as a foreign client would (no log of ours)."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topo.commands.name,
+            command_batch(command.reply_to, [encode_command(command)]),
+            partition=partition,
+            headers=headers,
+        )
+    finally:
+        await producer.stop()
+
+
+async def outcome_of(broker: TansuBroker, topic: str, command_id: str) -> Any:
+    """The outcome record of ``command_id`` on the commands topic, once it is there."""
+    with anyio.fail_after(20):
+        while True:
+            for outcome in await outcomes_on(broker, topic, 4):
+                if outcome.command_id == command_id:
+                    return outcome
+
+
 async def test_a_stale_command_becomes_command_rejected_on_the_commands_topic(
     kafka_broker: TansuBroker,
 ) -> None:
@@ -113,28 +145,11 @@ async def test_a_command_in_another_partition_than_its_thread_is_rejected(
         await log.append("t", [event()])
         right = partition_of("t", 4)
         command = AppendCommand("c-lost", "t", None, "raw", (log.codec.prepare("t", event()),))
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(
-                topo.commands.name,
-                command_batch("raw", [encode_command(command)]),
-                partition=(right + 1) % 4,
-                headers=[(KIND, KIND_APPEND)],
-            )
-        finally:
-            await producer.stop()
-        found: list[Any] = []
-        with anyio.fail_after(20):
-            while not found:
-                found = [
-                    o
-                    for o in await outcomes_on(kafka_broker, topo.commands.name, 4)
-                    if o.command_id == "c-lost"
-                ]
-        assert found[0].status == "rejected" and found[0].rejected is not None
-        assert found[0].rejected.code == "wrong_partition"
-        assert f"belongs to partition {right}" in found[0].rejected.reason
+        await send_raw_command(kafka_broker, topo, command, (right + 1) % 4, [(KIND, KIND_APPEND)])
+        lost = await outcome_of(kafka_broker, topo.commands.name, "c-lost")
+        assert lost.status == "rejected" and lost.rejected is not None
+        assert lost.rejected.code == "wrong_partition"
+        assert f"belongs to partition {right}" in lost.rejected.reason
         assert await log.version("t") == 1
 
 
@@ -396,3 +411,35 @@ async def test_every_acknowledged_append_survives_a_broker_restart_once(
         async with make(broker, topo, tmp_path / "rebuilt.db", sequencer=False) as log:
             rebuilt = await log.read_all(limit=10_000)  # straight from the topic
             assert sorted(e.event_id for e in rebuilt) == sorted(acked)
+
+
+async def test_the_local_sequencer_takes_its_own_clients_commands_without_decoding(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    async with make(kafka_broker, topo) as log:
+        sequencer = log._sequencer
+        assert sequencer is not None
+        results: dict[str, Any] = {}
+
+        async def append(thread_id: str) -> None:
+            results[thread_id] = await log.append(thread_id, [event(), event()])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(24):
+                tg.start_soon(append, f"t{i}")
+        assert all(r.first_seq == 1 and r.version == 2 for r in results.values())
+        assert sequencer.handed_over > 0
+        assert not log._held_batches  # every record it held was taken
+        # A record that claims to come from this log but whose batch number it does not
+        # hold (a retried send, or one put aside when the bound was reached) is decoded.
+        command = AppendCommand("c-unheld", "t0", 2, "raw", (log.codec.prepare("t0", event()),))
+        headers = [(KIND, KIND_APPEND), (REPLY_TO, log.client_id.encode()), (BATCH, b"none")]
+        await send_raw_command(kafka_broker, topo, command, partition_of("t0", 4), headers)
+        unheld = await outcome_of(kafka_broker, topo.commands.name, "c-unheld")
+        assert unheld.status == "accepted" and unheld.first_seq == 3
+        await log.catch_up()
+        assert await log.version("t0") == 3
+        handed = sequencer.handed_over
+        await log.append("t0", [event()], expected_version=3)
+        assert sequencer.handed_over == handed + 1
