@@ -189,7 +189,10 @@ class StallWatch:
             return
         self._last_check = now
         consumer = self._consumer
+        paused = consumer.paused()
         for tp in consumer.assignment():
+            if tp in paused:
+                continue  # not fetched on purpose (the index feed's local partitions)
             highwater = consumer.highwater(tp)
             position = None
             with anyio.move_on_after(self._interval):

@@ -5,6 +5,15 @@ checkpoints and ingests what it fetches, :data:`INGEST_CHUNK` records per transa
 the event loop (in a worker thread only when the index is busy). Others wait on it: an
 append for its events to be ingested (read-your-writes), the sequencer for the index to
 hold everything a partition had when it was assigned, subscribers for new events.
+
+A sequencer in the same process hands over the records it has just written
+(:meth:`IndexFeed.ingest_produced`): the single writer of a partition knows its next
+records before any fetch returns them. While what it hands over continues the index
+exactly (the record batch starts at the partition's next offset), the feed ingests it
+directly and the consumer is paused on that partition (it would only fetch those records
+again). Anything else (a gap: another writer, a retried write that landed twice, a round
+whose effect is unknown, the partition moving to another member) hands the partition back
+to the consumer at the index's next offset, so nothing written is ever skipped.
 """
 
 from __future__ import annotations
@@ -67,6 +76,8 @@ class IndexFeed:
         self._offset_waiters: dict[int, list[tuple[int, int, anyio.Event]]] = {}
         self._tickets = itertools.count()
         self.closed = False
+        #: partitions fed by the local sequencer (paused in the consumer)
+        self._local: set[int] = set()
 
     async def start(self) -> None:
         """Connect and position the consumer at the index's checkpoints."""
@@ -99,7 +110,7 @@ class IndexFeed:
         task_status.started()
         consumer = self._consumer
         watch = StallWatch(consumer, "the index consumer")
-        while True:
+        while self.failure is None:
             await watch.check()
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=100, max_records=_MAX_RECORDS
@@ -123,6 +134,36 @@ class IndexFeed:
                     self.highwaters[tp.partition] = hw
             self._notify()
 
+    async def ingest_produced(self, partition: int, base: int, values: list[bytes]) -> None:
+        """Ingest ``values``, just written by the local sequencer at offsets ``base``.. of
+        ``partition``, if they continue the index there; else leave them to the consumer
+        (see the module docstring). A failure to ingest stops the feed, as in :meth:`run`.
+        """
+        if self.failure is not None or self.closed:
+            return
+        if self.next_offsets.get(partition, 0) != base:
+            self.hand_back(partition)
+            return
+        if partition not in self._local:
+            self._local.add(partition)
+            self._consumer.pause(self._partitions[partition])
+        records = [(partition, base + i, value) for i, value in enumerate(values)]
+        try:
+            for start in range(0, len(records), INGEST_CHUNK):
+                await self._ingest(records[start : start + INGEST_CHUNK])
+        except EventStoreError as exc:
+            logger.error("the thread index stopped: %s", exc)
+            self.failure = exc
+        self._notify()
+
+    def hand_back(self, partition: int) -> None:
+        """Let the consumer fetch ``partition`` again, from the index's next offset."""
+        if partition in self._local:
+            self._local.discard(partition)
+            tp = self._partitions[partition]
+            self._consumer.seek(tp, self.next_offsets.get(partition, 0))
+            self._consumer.resume(tp)
+
     async def _ingest(self, chunk: list[tuple[int, int, bytes]]) -> None:
         """Ingest ``chunk`` (records in offset order per partition) and advance the
         offsets.
@@ -138,8 +179,11 @@ class IndexFeed:
         if stored is None:
             stored = await anyio.to_thread.run_sync(self.index.ingest, chunk)
         self._remember(stored)
+        offsets = self.next_offsets
         for partition, offset, _ in chunk:
-            self.next_offsets[partition] = offset + 1
+            # only forward: a fetch may bring records the local sequencer handed over first
+            if offset >= offsets.get(partition, 0):
+                offsets[partition] = offset + 1
 
     def _remember(self, stored: list[Indexed]) -> None:
         """Keep the positions of recently ingested events, so appends need no query."""
@@ -203,6 +247,8 @@ class IndexFeed:
         base offset of the last batch, plus one), so once the index is there the feed also
         waits for the high watermark that the fetch of that record reported.
         """
+        if self.next_offsets.get(partition, 0) < end_offset:
+            self.hand_back(partition)  # records the local sequencer did not hand over
         await self.wait_ingested(partition, end_offset - 1)
         if end_offset == 0:
             return

@@ -215,6 +215,7 @@ class Sequencer:
             await self._flush_commits()
             for p in partitions:
                 self._partitions.pop(p, None)
+                self.feed.hand_back(p)  # its next writer is someone else
 
     async def run(self) -> None:
         """Fetch and decide commands until cancelled."""
@@ -290,6 +291,7 @@ class Sequencer:
             state.versions.clear()
             state.produced.clear()
             state.unindexed.clear()
+            self.feed.hand_back(tp.partition)  # what landed, the consumer will find
             try:
                 self._consumer.seek(tp, records[0].offset)
             except Exception as seek_exc:  # the partition moved away meanwhile
@@ -369,6 +371,7 @@ class Sequencer:
         }
         batch = self.producer.create_batch()
         batch_ids: list[str] = []
+        batch_values: list[bytes] = []
         answered: list[tuple[AppendCommand, AppendOutcome | Status]] = []
         threads_topic = self.topology.threads.name
         for command in commands:
@@ -406,8 +409,10 @@ class Sequencer:
                             CONTENT_TYPE,
                         ]
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                        batch = await self._flush(batch, p, threads_topic, state, batch_ids)
-                        batch_ids = []
+                        batch = await self._flush(
+                            batch, p, threads_topic, state, batch_ids, batch_values
+                        )
+                        batch_ids, batch_values = [], []
                         if (
                             batch.append(key=key, value=value, timestamp=None, headers=headers)
                             is None
@@ -418,12 +423,13 @@ class Sequencer:
                             )
                     state.produced[prepared.event_id] = _Produced(command.thread_id, seq)
                     batch_ids.append(prepared.event_id)
+                    batch_values.append(value)
                 state.versions[command.thread_id] = decision.version
                 answered.append((command, "accepted"))
             else:
                 answered.append((command, "duplicate"))
         if batch_ids:
-            await self._flush(batch, p, threads_topic, state, batch_ids)
+            await self._flush(batch, p, threads_topic, state, batch_ids, batch_values)
         return [
             (c, self._placed(c, o, p, state, located) if isinstance(o, str) else o)
             for c, o in answered
@@ -433,9 +439,16 @@ class Sequencer:
         return self.index.versions(threads), self.index.find(ids)
 
     async def _flush(
-        self, batch: Any, p: int, topic: str, state: _PartitionState, batch_ids: list[str]
+        self,
+        batch: Any,
+        p: int,
+        topic: str,
+        state: _PartitionState,
+        batch_ids: list[str],
+        values: list[bytes],
     ) -> Any:
-        """Write ``batch`` and wait for its acknowledgement; record the events' offsets."""
+        """Write ``batch`` and wait for its acknowledgement; record the events' offsets and
+        hand the records (``values``, in order) to the index feed."""
         batch.close()
 
         async def send() -> Any:
@@ -449,6 +462,7 @@ class Sequencer:
         for i, event_id in enumerate(batch_ids):
             state.produced[event_id].offset = base + i
         state.unindexed.append((base + len(batch_ids) - 1, batch_ids))
+        await self.feed.ingest_produced(p, base, values)
         return self.producer.create_batch()
 
     def _placed(

@@ -431,6 +431,14 @@ async def test_the_local_sequencer_takes_its_own_clients_commands_without_decodi
         assert all(r.first_seq == 1 and r.version == 2 for r in results.values())
         assert sequencer.handed_over > 0
         assert not log._held_batches  # every record it held was taken
+        # The sequencer also handed its written records to the index, so the consumer
+        # does not fetch them again: it is paused on those partitions.
+        assert log._feed is not None
+        paused = {tp.partition for tp in log._feed.consumer.paused()}
+        assert paused == {partition_of(t, 4) for t in results}
+        assert sorted(e.position for e in await log.read_all()) == sorted(
+            p for r in results.values() for p in r.positions
+        )
         # A record that claims to come from this log but whose batch number it does not
         # hold (a retried send, or one put aside when the bound was reached) is decoded.
         command = AppendCommand("c-unheld", "t0", 2, "raw", (log.codec.prepare("t0", event()),))
@@ -443,3 +451,90 @@ async def test_the_local_sequencer_takes_its_own_clients_commands_without_decodi
         handed = sequencer.handed_over
         await log.append("t0", [event()], expected_version=3)
         assert sequencer.handed_over == handed + 1
+
+
+async def write_foreign_event(
+    broker: TansuBroker, topic: str, log: KafkaEventLog, thread: str
+) -> int:
+    """Write seq 1 of ``thread`` straight to the threads topic, as a writer that is not the
+    partition's sequencer would (a zombie); return its offset."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(
+            topic,
+            log.codec.encode(thread, 1, event()),
+            key=thread.encode(),
+            partition=partition_of(thread, 4),
+        )
+    finally:
+        await producer.stop()
+    return int(meta.offset)
+
+
+def same_partition(thread: str, prefix: str) -> str:
+    """A thread id starting with ``prefix`` in the same partition as ``thread``."""
+    return next(
+        f"{prefix}{i}"
+        for i in range(1000)
+        if partition_of(f"{prefix}{i}", 4) == partition_of(thread, 4)
+    )
+
+
+async def test_a_foreign_write_in_an_owned_partition_hands_it_back_to_the_consumer(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    async with make(kafka_broker, topo) as log:
+        feed = log._feed
+        assert feed is not None
+        await log.append("a", [event()])
+        p = partition_of("a", 4)
+        assert p in {tp.partition for tp in feed.consumer.paused()}
+        # Another writer in the partition while the local sequencer owns it: the next
+        # round no longer continues the index there, and the consumer takes over.
+        zombie = same_partition("a", "z")
+        await write_foreign_event(kafka_broker, topo.threads.name, log, zombie)
+        second = await log.append("a", [event()], expected_version=1)
+        assert second.first_seq == 2
+        assert [e.seq for e in await log.read_thread(zombie)] == [1]
+        assert [e.seq for e in await log.read_thread("a")] == [1, 2]
+        # Contiguous again from here: the sequencer feeds the partition once more.
+        await log.append("a", [event()], expected_version=2)
+        assert p in {tp.partition for tp in feed.consumer.paused()}
+        # A foreign write and no round after it: catching up must not wait forever.
+        other = same_partition("a", "y")
+        await write_foreign_event(kafka_broker, topo.threads.name, log, other)
+        with anyio.fail_after(20):
+            await log.catch_up()
+        assert [e.seq for e in await log.read_thread(other)] == [1]
+        assert await log.head() == 5
+
+
+async def test_a_partition_given_up_to_another_member_is_fetched_again(
+    kafka_broker: TansuBroker,
+) -> None:
+    """The first member fed its index itself while it owned every partition; once a second
+    member takes some over, it must fetch what the second one writes there."""
+    topo = topology()
+    async with make(kafka_broker, topo) as first:
+        for i in range(8):
+            await first.append(f"t{i}", [event()])
+        first_sequencer = first._sequencer
+        assert first_sequencer is not None and len(first_sequencer.owned) == 4
+        async with make(kafka_broker, topo) as second:
+            second_sequencer = second._sequencer
+            assert second_sequencer is not None
+            with anyio.fail_after(30):
+                await second_sequencer.joined.wait()  # opening waits for it, at most so long
+            moved = set(second_sequencer.owned)
+            assert moved and not moved & set(first_sequencer.owned)
+            thread = next(f"t{i}" for i in range(8) if partition_of(f"t{i}", 4) in moved)
+            await second.append(thread, [event()], expected_version=1)
+            seen: list[Any] = []
+            with anyio.fail_after(20):
+                async for e in first.subscribe(0):
+                    if e.thread_id == thread and e.seq == 2:
+                        seen.append(e)
+                        break
+            assert seen and await first.version(thread) == 2
