@@ -36,3 +36,11 @@ async def decode_on_loop(
             break
         await anyio.lowlevel.checkpoint()
     return out
+
+
+async def decode_positioned_on_loop(
+    rows: Sequence[tuple[int, bytes]], decode: Callable[[bytes, int], RecordedEvent]
+) -> list[RecordedEvent]:
+    """``(position, body)`` rows (a ``read_all`` page of either backend) decoded on the
+    loop, as :func:`decode_on_loop` does."""
+    return await decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])

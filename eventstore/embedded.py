@@ -29,7 +29,7 @@ import anyio.abc
 import anyio.to_thread
 
 from eventstore._append import prepare_append
-from eventstore._loop import decode_on_loop
+from eventstore._loop import decode_on_loop, decode_positioned_on_loop
 from eventstore._sqlite import AppendRequest, SqliteStore, decode_prefix
 from eventstore.codec import Codec
 from eventstore.envelope import (
@@ -287,8 +287,7 @@ class EmbeddedEventLog:
         self, store: SqliteStore, from_position: int, limit: int
     ) -> list[RecordedEvent]:
         rows = await anyio.to_thread.run_sync(store.all_rows, from_position, limit)
-        decode = self.codec.decode
-        return await decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
+        return await decode_positioned_on_loop(rows, self.codec.decode)
 
     async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         position = from_position

@@ -150,21 +150,30 @@ class SqliteSnapshotStore:
     async def _run(self, doing: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return await self._call(doing, lambda con: con.execute(sql, params).fetchall())
 
-    async def _transaction(
-        self, doing: str, steps: list[tuple[str, list[tuple[Any, ...]]]]
-    ) -> None:
-        def work(con: sqlite3.Connection) -> None:
+    async def _in_transaction(self, doing: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`_call` of ``work`` inside one write transaction (rolled back on failure)."""
+
+        def transaction(con: sqlite3.Connection) -> T:
             con.execute("BEGIN IMMEDIATE")
             try:
-                for statement, rows in steps:
-                    if rows:
-                        con.executemany(statement, rows)
+                result = work(con)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            return result
 
-        await self._call(doing, work)
+        return await self._call(doing, transaction)
+
+    async def _transaction(
+        self, doing: str, steps: list[tuple[str, list[tuple[Any, ...]]]]
+    ) -> None:
+        def work(con: sqlite3.Connection) -> None:
+            for statement, rows in steps:
+                if rows:
+                    con.executemany(statement, rows)
+
+        await self._in_transaction(doing, work)
 
     async def save(self, snapshot: Snapshot) -> None:
         await self.save_many([snapshot])
@@ -278,15 +287,9 @@ class SqliteSnapshotStore:
 
         def work(con: sqlite3.Connection) -> int:
             # DELETE without WHERE or RETURNING: SQLite drops the tables' pages in one go.
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                (count,) = con.execute("SELECT count(*) FROM snapshots").fetchone()
-                for table in ("snapshots", "chunks", "checkpoints"):
-                    con.execute(f"DELETE FROM {table}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            (count,) = con.execute("SELECT count(*) FROM snapshots").fetchone()
+            for table in ("snapshots", "chunks", "checkpoints"):
+                con.execute(f"DELETE FROM {table}")
             return int(count)
 
-        return await self._call("deleting all snapshots, chunks and checkpoints", work)
+        return await self._in_transaction("deleting all snapshots, chunks and checkpoints", work)

@@ -37,7 +37,7 @@ import anyio.to_thread
 from aiokafka import TopicPartition
 
 from eventstore._append import prepare_append
-from eventstore._loop import decode_on_loop
+from eventstore._loop import decode_on_loop, decode_positioned_on_loop
 from eventstore._sqlite import decode_prefix
 from eventstore.codec import Codec
 from eventstore.envelope import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, ThreadInfo
@@ -676,8 +676,7 @@ class KafkaEventLog:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         rows = await anyio.to_thread.run_sync(index.all_rows, from_position, limit)
-        decode = self.codec.decode
-        return await decode_on_loop(rows, lambda piece: [decode(b, p) for p, b in piece])
+        return await decode_positioned_on_loop(rows, self.codec.decode)
 
     async def subscribe(self, from_position: int = 0) -> AsyncIterator[RecordedEvent]:
         position = from_position

@@ -83,6 +83,16 @@ async def outcomes_on(broker: TansuBroker, topic: str, partitions: int) -> list[
         await consumer.stop()
 
 
+async def produce_raw(broker: TansuBroker, topic: str, value: bytes, **send: Any) -> Any:
+    """Produce one record as a client that is not ours would; return its metadata."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        return await producer.send_and_wait(topic, value, **send)
+    finally:
+        await producer.stop()
+
+
 async def send_raw_command(
     broker: TansuBroker,
     topo: KafkaTopology,
@@ -91,17 +101,14 @@ async def send_raw_command(
     headers: list[tuple[str, bytes]],
 ) -> None:
     """Put ``command`` on the commands topic as a foreign client would (no log of ours)."""
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topo.commands.name,
-            command_batch(command.reply_to, [encode_command(command)]),
-            partition=partition,
-            headers=headers,
-        )
-    finally:
-        await producer.stop()
+    value = command_batch(command.reply_to, [encode_command(command)])
+    await produce_raw(broker, topo.commands.name, value, partition=partition, headers=headers)
+
+
+def paused(log: KafkaEventLog) -> set[int]:
+    """The partitions the log's index consumer does not fetch (its sequencer feeds them)."""
+    assert log._feed is not None
+    return {tp.partition for tp in log._feed.consumer.paused()}
 
 
 async def outcome_of(broker: TansuBroker, topic: str, command_id: str) -> Any:
@@ -433,9 +440,7 @@ async def test_the_local_sequencer_takes_its_own_clients_commands_without_decodi
         assert not log._held_batches  # every record it held was taken
         # The sequencer also handed its written records to the index, so the consumer
         # does not fetch them again: it is paused on those partitions.
-        assert log._feed is not None
-        paused = {tp.partition for tp in log._feed.consumer.paused()}
-        assert paused == {partition_of(t, 4) for t in results}
+        assert paused(log) == {partition_of(t, 4) for t in results}
         assert sorted(e.position for e in await log.read_all()) == sorted(
             p for r in results.values() for p in r.positions
         )
@@ -458,17 +463,10 @@ async def write_foreign_event(
 ) -> int:
     """Write seq 1 of ``thread`` straight to the threads topic, as a writer that is not the
     partition's sequencer would (a zombie); return its offset."""
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
-    await producer.start()
-    try:
-        meta = await producer.send_and_wait(
-            topic,
-            log.codec.encode(thread, 1, event()),
-            key=thread.encode(),
-            partition=partition_of(thread, 4),
-        )
-    finally:
-        await producer.stop()
+    value = log.codec.encode(thread, 1, event())
+    meta = await produce_raw(
+        broker, topic, value, key=thread.encode(), partition=partition_of(thread, 4)
+    )
     return int(meta.offset)
 
 
@@ -486,11 +484,9 @@ async def test_a_foreign_write_in_an_owned_partition_hands_it_back_to_the_consum
 ) -> None:
     topo = topology()
     async with make(kafka_broker, topo) as log:
-        feed = log._feed
-        assert feed is not None
         await log.append("a", [event()])
         p = partition_of("a", 4)
-        assert p in {tp.partition for tp in feed.consumer.paused()}
+        assert p in paused(log)
         # Another writer in the partition while the local sequencer owns it: the next
         # round no longer continues the index there, and the consumer takes over.
         zombie = same_partition("a", "z")
@@ -501,7 +497,7 @@ async def test_a_foreign_write_in_an_owned_partition_hands_it_back_to_the_consum
         assert [e.seq for e in await log.read_thread("a")] == [1, 2]
         # Contiguous again from here: the sequencer feeds the partition once more.
         await log.append("a", [event()], expected_version=2)
-        assert p in {tp.partition for tp in feed.consumer.paused()}
+        assert p in paused(log)
         # A foreign write and no round after it: catching up must not wait forever.
         other = same_partition("a", "y")
         await write_foreign_event(kafka_broker, topo.threads.name, log, other)

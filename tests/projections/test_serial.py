@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from eventstore.payloads import RoutingDecided, RoutingEscalated, RoutingFeedback
 from projections import MergeRules, ThreadState
 from projections.serial import ChunkCache, decode, encode, from_json, to_json
 from projections.state import RoutingRecord
 from tests.contracts.test_snapshot_store import folded
-from tests.samples import T0
+from tests.samples import SAMPLES, T0
 
 RULES = MergeRules()
 
@@ -39,23 +38,10 @@ def test_a_cleared_chunk_cache_encodes_and_decodes_alike() -> None:
 
 
 def test_routing_entries_decode_as_their_own_type_and_a_shapeless_one_is_refused() -> None:
-    decided = RoutingDecided(
-        task_id="t1",
-        candidates=(),
-        choice="planner",
-        choice_kind="agent",
-        confidence=0.9,
-        rationale="it plans",
-        router="lexical",
-        latency_ms=0.5,
-    )
-    escalated = RoutingEscalated(
-        task_id="t1", reason="unsure", confidence=0.2, threshold=0.5, candidates=()
-    )
-    feedback = RoutingFeedback(task_id="t1", decision_event_id="e1", correct=False)
+    routing = ("routing.Decided", "routing.Escalated", "routing.Feedback")
     records = [
         RoutingRecord(seq=i, event_id=f"e{i}", actor="r", occurred_at=T0, decision=d)
-        for i, d in enumerate((decided, escalated, feedback), start=1)
+        for i, d in enumerate((SAMPLES[t] for t in routing), start=1)
     ]
     state = ThreadState(thread_id="t", version=3, routing=tuple(records))
     assert decode(encode(state, RULES.digest)).routing == tuple(records)  # from JSON
