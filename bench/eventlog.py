@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    PYTHONPATH=. .venv/bin/python bench/eventlog.py            # full run, about 2-3 minutes
+    PYTHONPATH=. .venv/bin/python bench/eventlog.py            # full run, about 2 minutes
     PYTHONPATH=. .venv/bin/python bench/eventlog.py --quick    # smoke run, about 20 seconds
 
 stdout gets only parseable lines: ``NAME: VALUE UNIT`` for each measured figure and
@@ -523,8 +523,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000, help="W1 events (fsync=False)")
     parser.add_argument("--threads", type=int, default=1000, help="threads the events spread over")
-    parser.add_argument("--fsync-events", type=int, default=50_000, help="W1 events, fsync=True")
-    parser.add_argument("--peer-events", type=int, default=50_000, help="events for the peer")
+    parser.add_argument(
+        "--fsync-events", type=int, default=None, help="W1 events, fsync=True (default: --events)"
+    )
+    parser.add_argument(
+        "--peer-events", type=int, default=None, help="events for the peer (default: --events)"
+    )
     parser.add_argument("--reads", type=int, default=300, help="W2 reads (agentlog, baseline)")
     parser.add_argument("--peer-reads", type=int, default=60, help="W2 reads (peer, about)")
     parser.add_argument("--quick", action="store_true", help="small run (smoke test)")
@@ -533,8 +537,8 @@ def main() -> None:
     if args.quick:
         args.events, args.fsync_events, args.peer_events = 20_000, 5_000, 5_000
         args.reads, args.peer_reads = 50, 10
-    args.fsync_events = min(args.fsync_events, args.events)
-    args.peer_events = min(args.peer_events, args.events)
+    args.fsync_events = min(args.fsync_events or args.events, args.events)
+    args.peer_events = min(args.peer_events or args.events, args.events)
 
     print(f"# agentlog event log benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
     print(
