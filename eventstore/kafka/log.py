@@ -116,11 +116,13 @@ class AppendTimedOut(EventStoreError):
 class _Waiter:
     """One append in flight. ``done`` is set once: when its command could not be sent
     (``error``), when it was rejected, or when it was accepted and its events are in the
-    index (``outcome``); so an append wakes once, however many steps it waits for."""
+    index (``outcome``); so an append wakes once, however many steps it waits for.
+    ``deadline`` (``time.monotonic()``) is when it stops waiting for an outcome."""
 
-    __slots__ = ("done", "error", "outcome")
+    __slots__ = ("deadline", "done", "error", "outcome")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
         self.done = anyio.Event()
         self.outcome: AppendOutcome | None = None
         self.error: BaseException | None = None
@@ -227,7 +229,6 @@ class KafkaEventLog:
         self._outcomes: Any = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiters: dict[str, _Waiter] = {}
-        self._deadlines: deque[tuple[float, _Waiter]] = deque()
         # per partition: command batches not sent yet (the last one still filling), and
         # the partitions whose sender task is running
         self._unsent: dict[int, deque[_Batch]] = {}
@@ -500,7 +501,7 @@ class KafkaEventLog:
                 f"this append encodes to {len(item)} bytes, more than one Kafka record batch "
                 f"may hold ({self.options.max_batch_bytes}); append fewer events at a time",
             )
-        waiter = _Waiter()
+        waiter = _Waiter(time.monotonic() + self.outcome_timeout)
         self._waiters[command.command_id] = waiter
         self._inflight += 1
         try:
@@ -538,7 +539,6 @@ class KafkaEventLog:
         batch = self._enqueue(partition, command, item, waiter)
         # the timeout is kept by _expire (a cancel scope per append costs more than the
         # rest of the wait)
-        self._deadlines.append((time.monotonic() + self.outcome_timeout, waiter))
         await waiter.done.wait()
         assert self._feed is not None
         self._feed.check()
@@ -563,15 +563,24 @@ class KafkaEventLog:
     async def _expire(self) -> None:
         """Wake the appends whose outcome did not come within ``outcome_timeout``.
 
-        Deadlines are queued in the order appends start, all ``outcome_timeout`` apart from
-        their start, so the queue is sorted; it is looked at every 50 ms.
+        Looked at every 50 ms. ``_waiters`` holds exactly the appends in flight (each
+        removes itself when it returns or raises) in the order they started, and every
+        deadline is ``outcome_timeout`` after its start, so the expired ones come first.
+        Nothing here keeps a finished append's waiter alive: holding them for the whole
+        timeout (a queue of deadlines, as this once was) kept ~30 s of appends' objects in
+        memory, and every full pass of the garbage collector walked them (68 ms each after
+        30 000 appends, 6% of the append path's time).
         """
-        deadlines = self._deadlines
         while True:
             await anyio.sleep(_EXPIRY_TICK)
-            now = time.monotonic()
-            while deadlines and deadlines[0][0] <= now:
-                deadlines.popleft()[1].done.set()  # a no-op for an append already answered
+            self._wake_expired(time.monotonic())
+
+    def _wake_expired(self, now: float) -> None:
+        # A function of its own, so that no loop variable outlives the pass.
+        for waiter in self._waiters.values():
+            if waiter.deadline > now:
+                break
+            waiter.done.set()  # a no-op for an append already woken
 
     def _remember_batch(self, number: bytes, commands: list[AppendCommand]) -> None:
         """Keep a command record's commands for this log's own sequencer (bounded: a

@@ -4,6 +4,7 @@ and faults (a broker that restarts or is down), against real Tansu brokers."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import time
 import uuid
@@ -31,6 +32,7 @@ from eventstore.kafka._wire import (
     KIND_OUTCOME,
     REPLY_TO,
     AppendCommand,
+    AppendOutcome,
     command_batch,
     decode_commands,
     decode_outcomes,
@@ -227,6 +229,24 @@ async def test_a_log_without_a_sequencer_appends_through_another_ones(
     outcomes = await outcomes_on(kafka_broker, topo.commands.name, 4)
     assert [o.status for o in outcomes] == ["accepted", "rejected"]
     assert (outcomes[0].offsets, outcomes[0].first_seq, outcomes[0].version) == ((0,), 1, 1)
+
+
+async def test_a_finished_append_leaves_nothing_behind_until_its_timeout(
+    kafka_broker: TansuBroker,
+) -> None:
+    # Each append's waiter (its event, outcome and wake-up) must go when the append
+    # returns, not when its outcome timeout (here 20 s) would have passed: kept that long,
+    # they piled up at the append rate and every full collection walked them.
+    topo = topology()
+    async with make(kafka_broker, topo) as log:
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(log.append, f"t{i % 4}", [event()])
+        gc.collect()
+        assert [o for o in gc.get_objects() if type(o).__name__ == "_Waiter"] == []
+        outcomes = [o for o in gc.get_objects() if isinstance(o, AppendOutcome)]
+        assert outcomes == []
+        assert await log.version("t0") == 10
 
 
 async def test_without_any_sequencer_an_append_times_out_with_advice(
