@@ -39,6 +39,7 @@ def claim(
     ddl: Sequence[str],
     rebuild_hint: str = "",
     known: Mapping[int, str] = KNOWN_FILES,
+    page_size: int | None = None,
 ) -> None:
     """Check that ``con``'s file is ours (or empty), switch it to WAL, create the tables.
 
@@ -50,6 +51,9 @@ def claim(
         ddl: Statements that create the tables in an empty file.
         rebuild_hint: Appended to the wrong-format message (e.g. how to rebuild the file).
         known: Other agentlog file kinds, to name them when one is opened by mistake.
+        page_size: SQLite page size (bytes, a power of two from 512 to 65536) for a file
+            this call creates; SQLite's default (4096) if None. A file that exists keeps
+            its own.
 
     Raises:
         CorruptLog: the file is another kind of agentlog file, another application's
@@ -78,6 +82,8 @@ def claim(
             "is a SQLite database of another application "
             f"(application_id {app_id:#x}, {tables} schema objects), not {what}",
         )
+    if page_size is not None:  # takes effect only before the file's first write
+        con.execute(f"PRAGMA page_size = {int(page_size)}")
     mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if mode not in ("wal", "memory"):  # "memory": an in-memory database, for tests
         raise StorageError(f"{location}: cannot switch to WAL mode (got {mode!r})")

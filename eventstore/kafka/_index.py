@@ -60,6 +60,10 @@ _INSERT_EVENT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CACHE_KIB = 256 * 1024  # SQLite page cache, at most (as the embedded log's default)
+# Pages of 16 KiB rather than SQLite's 4 KiB: an ingest of 500 events (~300 KB of bodies)
+# writes fewer, fuller pages to the WAL and splits fewer B-tree pages (measured, 60k
+# events over 1000 threads: ingest 9.0-10.1 -> 7.3-7.4 us per event; reads unchanged).
+_PAGE_SIZE = 16384
 _BUSY_TIMEOUT_MS = 10_000  # waiting for another process's write lock, at most
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -167,6 +171,7 @@ class ThreadIndex:
             format_version=INDEX_SCHEMA_VERSION,
             ddl=_DDL,
             rebuild_hint=" (delete the file to rebuild it from the topic)",
+            page_size=_PAGE_SIZE,
         )
 
     def call_if_free(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T | None:

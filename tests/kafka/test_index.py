@@ -285,6 +285,27 @@ def test_reopening_a_file_keeps_events_and_checkpoints(tmp_path: Path) -> None:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert con.execute("PRAGMA application_id").fetchone()[0] == 0x41474C49
         assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert con.execute("PRAGMA page_size").fetchone()[0] == 16384
+    finally:
+        con.close()
+
+
+def test_an_index_file_made_with_another_page_size_keeps_it_and_works(tmp_path: Path) -> None:
+    # Files created before the index chose 16 KiB pages have SQLite's 4 KiB ones.
+    path = tmp_path / "index.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA page_size = 4096")
+    con.execute("VACUUM")  # writes the empty file's header with that page size
+    con.close()
+    idx = ThreadIndex(path, CODEC)
+    try:
+        idx.ingest(interleaved())
+        assert [e.seq for e in idx.read_thread("b")] == [1, 2, 3]
+    finally:
+        idx.close()
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA page_size").fetchone()[0] == 4096
     finally:
         con.close()
 
