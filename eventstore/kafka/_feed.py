@@ -69,6 +69,8 @@ class IndexFeed:
         self.next_offsets: dict[int, int] = {}
         self.highwaters: dict[int, int] = {}
         self.failure: EventStoreError | None = None
+        #: ingest transactions so far (fetched and handed-over records alike)
+        self.transactions = 0
         #: event_id -> position of the last events ingested (at most ``_RECENT``)
         self.recent_positions: dict[str, int] = {}
         self._changed = anyio.Event()
@@ -78,6 +80,11 @@ class IndexFeed:
         self.closed = False
         #: partitions fed by the local sequencer (paused in the consumer)
         self._local: set[int] = set()
+        # records the local sequencer handed over, waiting for this turn's transaction:
+        # the records, each partition's next offset after them, set once they are in
+        self._pending: list[tuple[int, int, bytes]] = []
+        self._pending_ends: dict[int, int] = {}
+        self._pending_done: anyio.Event | None = None
 
     async def start(self) -> None:
         """Connect and position the consumer at the index's checkpoints."""
@@ -138,22 +145,46 @@ class IndexFeed:
         """Ingest ``values``, just written by the local sequencer at offsets ``base``.. of
         ``partition``, if they continue the index there; else leave them to the consumer
         (see the module docstring). A failure to ingest stops the feed, as in :meth:`run`.
+
+        The sequencer's rounds of all its partitions get their acknowledgements together;
+        what they hand over within one turn of the event loop is ingested in one
+        transaction (the first caller waits that turn, the others wait for it). A
+        transaction's fixed cost is most of the work for a round's few records (measured:
+        17 records 18-25 us each, 136 records 10-11 us each).
         """
         if self.failure is not None or self.closed:
             return
-        if self.next_offsets.get(partition, 0) != base:
+        if self._pending_ends.get(partition, self.next_offsets.get(partition, 0)) != base:
             self.hand_back(partition)
             return
         if partition not in self._local:
             self._local.add(partition)
             self._consumer.pause(self._partitions[partition])
-        records = [(partition, base + i, value) for i, value in enumerate(values)]
+        self._pending.extend([(partition, base + i, value) for i, value in enumerate(values)])
+        self._pending_ends[partition] = base + len(values)
+        done = self._pending_done
+        if done is not None:  # another round's call ingests these with its own
+            await done.wait()
+            return
+        done = self._pending_done = anyio.Event()
+        ends = self._pending_ends
         try:
-            for start in range(0, len(records), INGEST_CHUNK):
-                await self._ingest(records[start : start + INGEST_CHUNK])
-        except EventStoreError as exc:
-            logger.error("the thread index stopped: %s", exc)
-            self.failure = exc
+            await anyio.lowlevel.checkpoint()  # the other rounds of this turn add theirs
+            pending = self._pending
+            self._pending, self._pending_ends, self._pending_done = [], {}, None
+            try:
+                for start in range(0, len(pending), INGEST_CHUNK):
+                    await self._ingest(pending[start : start + INGEST_CHUNK])
+            except EventStoreError as exc:
+                logger.error("the thread index stopped: %s", exc)
+                self.failure = exc
+        finally:
+            if self._pending_done is done:  # cancelled before taking the records
+                self._pending, self._pending_ends, self._pending_done = [], {}, None
+            for p, end in ends.items():  # whatever was not ingested, the consumer fetches
+                if self.next_offsets.get(p, 0) < end:
+                    self.hand_back(p)
+            done.set()
         self._notify()
 
     def hand_back(self, partition: int) -> None:
@@ -178,6 +209,7 @@ class IndexFeed:
         stored = self.index.try_ingest(chunk)
         if stored is None:
             stored = await anyio.to_thread.run_sync(self.index.ingest, chunk)
+        self.transactions += 1
         self._remember(stored)
         offsets = self.next_offsets
         for partition, offset, _ in chunk:
