@@ -2,7 +2,7 @@
 
 Run from the project root::
 
-    PYTHONPATH=. .venv/bin/python bench/kafka.py            # full run, about 3 minutes
+    PYTHONPATH=. .venv/bin/python bench/kafka.py            # full run, about a minute
     PYTHONPATH=. .venv/bin/python bench/kafka.py --quick    # smoke run, under a minute
 
 stdout gets only parseable lines (``NAME: VALUE UNIT``, ``ratio NAME: VALUE (goal >= GOAL)``,
@@ -15,6 +15,7 @@ Workloads (the events of ``bench/eventlog.py``: ~600 bytes encoded, 1000 threads
   threads it owns, through the command path (command -> sequencer -> threads topic ->
   outcome -> own index). Baseline: one AIOKafkaProducer (acks=all, linger 5 ms, 16 KiB
   batches) producing the same events, fastavro-encoded in the timed loop, once each.
+  ``--appends`` runs of each, taking turns; the medians are compared.
 * Replay: a fresh ``KafkaEventLog`` (new index, no sequencer) ``subscribe(0)``-ing the
   append topic to its end: consume, ingest into the index, read back decoded. Baseline: an
   AIOKafkaConsumer reading the same topic (the same record batches) with fastavro decoding
@@ -310,11 +311,13 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=200_000, help="events in the read_thread topic")
     parser.add_argument("--latency", type=int, default=300, help="appends timed end to end")
     parser.add_argument("--reads", type=int, default=200, help="read_thread calls timed")
+    parser.add_argument("--appends", type=int, default=3, help="append runs of each (medians)")
     parser.add_argument("--replays", type=int, default=3, help="replay runs of each (medians)")
     parser.add_argument("--quick", action="store_true", help="small run (smoke test)")
     args = parser.parse_args()
     if args.quick:
-        args.events, args.big, args.latency, args.reads, args.replays = 3000, 20_000, 50, 30, 1
+        args.events, args.big, args.latency, args.reads = 3000, 20_000, 50, 30
+        args.appends = args.replays = 1
     t_start = time.perf_counter()
     # Held in a dict so the run can drop it before timing reads (see below).
     fixtures = {"workload": make_workload(max(args.events, args.big), 1000)}
@@ -343,9 +346,17 @@ def main() -> None:
                 bootstrap,
                 KafkaTopology.default(partitions=PARTITIONS, prefix=raw_topic),
             )
-            out: dict[str, Any] = {}
-            out["raw_append"] = await raw_produce(bootstrap, f"{raw_topic}.threads", stream)
-            out["ours_append"] = await ours_append(bootstrap, appended, stream, args.appenders)
+            out: dict[str, Any] = {"raw_append": [], "ours_append": []}
+            # Appends take turns too (the order alternates each rep), each of ours on topics
+            # of its own; the replays below read the first rep's.
+            for rep in range(args.appends):
+                topo = appended if rep == 0 else topology(f"append{rep}")
+                steps = [
+                    ("raw_append", partial(raw_produce, bootstrap, f"{raw_topic}.threads", stream)),
+                    ("ours_append", partial(ours_append, bootstrap, topo, stream, args.appenders)),
+                ]
+                for key, run in steps[:: 1 if rep % 2 == 0 else -1]:
+                    out[key].append(await run())
             # Both replay the events the append phase wrote, record batches and all, taking
             # turns (the order alternates each rep); each of ours starts a fresh index.
             out["raw_replay"], out["ours_replay"] = [], []
@@ -376,9 +387,13 @@ def main() -> None:
 
         out = anyio.run(run_all)
     n = args.events
-    ours_rate, raw_rate = n / out["ours_append"], n / out["raw_append"]
+    append_rates = [n / seconds for seconds in out["ours_append"]]
+    raw_append_rates = [n / seconds for seconds in out["raw_append"]]
+    ours_rate, raw_rate = median(append_rates), median(raw_append_rates)
     figure("append KafkaEventLog", ours_rate, "events/s")
     figure("append raw aiokafka+fastavro", raw_rate, "events/s")
+    note(f"append runs: ours {', '.join(f'{r:.0f}' for r in append_rates)} events/s")
+    note(f"append runs: raw {', '.join(f'{r:.0f}' for r in raw_append_rates)} events/s")
     ratios.append(("append", ours_rate / raw_rate, 0.4))
     replay_rates = [n / seconds for seconds in out["ours_replay"]]
     raw_replay_rates = [n / seconds for seconds in out["raw_replay"]]
