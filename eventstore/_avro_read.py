@@ -100,21 +100,31 @@ def optional_reader(inner: Reader, union: str) -> Reader:
 _optional_string = optional_reader(read_string, "[null, string]")
 
 
-def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
+def read_six_byte_long(buf: bytes, pos: int) -> int | None:
+    """The Avro ``long`` at ``pos`` if its varint takes exactly six bytes, read in one
+    go; else None (read it with :func:`read_long`). Every millisecond time from 1900 to
+    2039 takes six bytes."""
     end = pos + 6
-    if end <= len(buf):  # six-byte varints: every time from 1900 to 2039, read in one go
-        b0, b1, b2, b3, b4, b5 = buf[pos:end]
-        if b5 < 0x80 and b0 & b1 & b2 & b3 & b4 & 0x80:
-            z = (
-                (b0 & 0x7F)
-                | (b1 & 0x7F) << 7
-                | (b2 & 0x7F) << 14
-                | (b3 & 0x7F) << 21
-                | (b4 & 0x7F) << 28
-                | b5 << 35
-            )
-            # |millis| < 2**41 ms: well inside the exact float range below
-            return datetime.fromtimestamp(((z >> 1) ^ -(z & 1)) / 1000, UTC), end
+    if end > len(buf):
+        return None
+    b0, b1, b2, b3, b4, b5 = buf[pos:end]
+    if b5 >= 0x80 or not b0 & b1 & b2 & b3 & b4 & 0x80:
+        return None
+    z = (
+        (b0 & 0x7F)
+        | (b1 & 0x7F) << 7
+        | (b2 & 0x7F) << 14
+        | (b3 & 0x7F) << 21
+        | (b4 & 0x7F) << 28
+        | b5 << 35
+    )
+    return (z >> 1) ^ -(z & 1)
+
+
+def _timestamp_millis(buf: bytes, pos: int) -> tuple[datetime, int]:
+    millis = read_six_byte_long(buf, pos)
+    if millis is not None:  # |millis| < 2**41 ms: well inside the exact float range below
+        return datetime.fromtimestamp(millis / 1000, UTC), pos + 6
     millis, pos = read_long(buf, pos)
     if -_FLOAT_EXACT_MS < millis < _FLOAT_EXACT_MS:  # half the time of timedelta arithmetic
         return datetime.fromtimestamp(millis / 1000, UTC), pos

@@ -27,7 +27,13 @@ import fastavro
 import fastavro.validation
 
 from eventstore._avro_payload import PayloadReader, PayloadWriter, Unsupported, compile_record
-from eventstore._avro_read import Reader, field_reader, read_long, read_string
+from eventstore._avro_read import (
+    Reader,
+    field_reader,
+    read_long,
+    read_six_byte_long,
+    read_string,
+)
 from eventstore._avro_write import Encoder, field_encoder, long_bytes
 from eventstore.compat import check_backward_transitive
 from eventstore.envelope import NewEvent, RecordedEvent
@@ -113,6 +119,44 @@ class EventKey(NamedTuple):
 
 #: The envelope's leading fields, in order, that :meth:`Codec.peek` reads directly.
 _PEEK_FIELDS = ("event_id", "thread_id", "tenant", "seq", "type", "occurred_at")
+
+
+def _peek_short(data: bytes) -> EventKey | None:
+    """:meth:`Codec.peek` of the usual event in one function, no calls per field: id,
+    thread, tenant and type shorter than 64 bytes, seq under 64, the time a six-byte
+    varint (1900 to 2039). None for anything else (the general readers take it).
+
+    Raises:
+        IndexError: the bytes end inside the strings.
+        UnicodeDecodeError: a string is not UTF-8.
+    """
+    i = HEADER_SIZE
+    b = data[i]
+    if b & 0x81:
+        return None
+    end = i + 1 + (b >> 1)
+    event_id = data[i + 1 : end].decode()
+    b = data[end]
+    if b & 0x81:
+        return None
+    i, end = end, end + 1 + (b >> 1)
+    thread_id = data[i + 1 : end].decode()
+    b = data[end]
+    if b & 0x81:
+        return None
+    i, end = end, end + 1 + (b >> 1)
+    tenant = data[i + 1 : end].decode()
+    b = data[end]  # seq
+    if b & 0x80:
+        return None
+    seq = (b >> 1) ^ -(b & 1)
+    b = data[end + 1]  # the type, not needed here
+    if b & 0x81:
+        return None
+    millis = read_six_byte_long(data, end + 2 + (b >> 1))
+    if millis is None:
+        return None
+    return EventKey(event_id, thread_id, tenant, seq, millis)
 
 
 class Codec:
@@ -368,6 +412,9 @@ class Codec:
         """
         if self._peekable and data[:HEADER_SIZE] == self._prefix:
             try:
+                key = _peek_short(data)
+                if key is not None:
+                    return key
                 event_id, pos = read_string(data, HEADER_SIZE)
                 thread_id, pos = read_string(data, pos)
                 tenant, pos = read_string(data, pos)

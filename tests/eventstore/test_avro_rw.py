@@ -8,10 +8,10 @@ from typing import Any
 
 import fastavro
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from eventstore._avro_read import field_reader, read_long
+from eventstore._avro_read import field_reader, read_long, read_six_byte_long
 from eventstore._avro_write import field_encoder, long_bytes
 
 TIMESTAMP = {"type": "long", "logicalType": "timestamp-millis"}
@@ -51,6 +51,20 @@ def test_writer_matches_fastavro_and_reader_reads_it_back(
         assert read(b"\x07" + data, 1) == (value, len(data) + 1)  # at the end of the bytes
 
     check()
+
+
+@given(LONGS)
+@example(1_764_687_600_000)  # a time in 2025: six bytes
+@example(-1_764_687_600_000)
+@example(2**41)  # seven bytes
+def test_six_byte_longs_are_read_in_one_go_and_others_left_to_read_long(value: int) -> None:
+    data = long_bytes(value) + b"\x00"
+    got = read_six_byte_long(data, 0)
+    if len(data) == 7:
+        assert got == value == read_long(data, 0)[0]
+    else:
+        assert got is None
+    assert read_six_byte_long(long_bytes(value)[:5], 0) is None  # too short to hold one
 
 
 def test_cached_strings_encode_the_same_and_stay_bounded() -> None:

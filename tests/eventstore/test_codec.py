@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+from datetime import UTC, datetime
 
 import avro.io
 import avro.schema
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import Codec, CorruptEvent, InvalidEvent, NewEvent, UnknownSchema
-from eventstore.codec import MAGIC, encode_long
+from eventstore.codec import HEADER_SIZE, MAGIC, encode_long
 from eventstore.payloads import to_avro
 from eventstore.schema import SCHEMA_DIR, canonical_form, crc64_avro, fingerprint, shipped_schemas
 from tests.samples import SAMPLES, T0, event, new_events
@@ -248,6 +249,50 @@ def test_peek_reads_the_identifying_fields_without_the_payload() -> None:
             7,
         )
         assert key.occurred_ms == math.floor(full.occurred_at.timestamp() * 1000)
+
+
+@pytest.mark.parametrize(
+    ("thread_id", "tenant", "seq", "occurred_at", "event_id"),
+    [
+        ("t", "acme", 1, datetime(2026, 12, 2, 15, 0, 0, 123000, tzinfo=UTC), None),
+        ("t" * 63, "a" * 63, 63, datetime(2026, 1, 1, tzinfo=UTC), None),
+        ("t", "acme", 1, datetime(2026, 1, 1, tzinfo=UTC), "custom-" + "e" * 70),  # long id
+        ("t" * 64, "acme", 1, datetime(2026, 1, 1, tzinfo=UTC), None),  # two-byte length
+        ("t", "b" * 200, 1, datetime(2026, 1, 1, tzinfo=UTC), None),
+        ("t", "acme", 64, datetime(2026, 1, 1, tzinfo=UTC), None),  # two-byte seq
+        ("t", "acme", 2**40, datetime(2026, 1, 1, tzinfo=UTC), None),
+        ("t", "acme", 1, datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), None),  # a short time varint
+        ("t", "acme", 1, datetime(1800, 1, 1, tzinfo=UTC), None),  # before the epoch, long
+        ("t", "acme", 1, datetime(2100, 1, 1, tzinfo=UTC), None),  # a seven-byte time varint
+        ("thread-\u00e9\u4e2d", "t\u00e9nant", 5, datetime(2030, 6, 1, tzinfo=UTC), None),
+        ("t", "acme", -3, datetime(2026, 1, 1, tzinfo=UTC), None),
+    ],
+)
+def test_peek_agrees_with_decode_on_every_shape_of_the_leading_fields(
+    thread_id: str, tenant: str, seq: int, occurred_at: datetime, event_id: str | None
+) -> None:
+    # Usual events take a one-function fast path, the rest the general readers.
+    codec = Codec()
+    new = event(tenant=tenant, occurred_at=occurred_at, event_id=event_id)
+    data = codec.encode(thread_id, seq, new)
+    key = codec.peek(data)
+    assert tuple(key) == (
+        new.event_id,
+        thread_id,
+        tenant,
+        seq,
+        math.floor(occurred_at.timestamp() * 1000),
+    )
+    # cut anywhere: an error naming a field, or (past the leading fields) the same key,
+    # never a wrong one
+    errors = 0
+    for cut in range(HEADER_SIZE, len(data)):
+        try:
+            assert codec.peek(data[:cut]) == key
+        except CorruptEvent as exc:
+            assert exc.field
+            errors += 1
+    assert errors >= len(new.event_id) + len(thread_id) + len(tenant)
 
 
 def test_peek_names_the_field_of_truncated_leading_bytes() -> None:
