@@ -235,6 +235,67 @@ def test_direct_and_fastavro_decoding_agree(e: NewEvent, seq: int) -> None:
     assert CODEC._decode_current(data, 4) == CODEC._decode_resolved(data, 4, writer)
 
 
+@settings(max_examples=300, deadline=None)
+@given(e=new_events, seq=st.integers(-70, 70) | st.integers(1, 2**62))
+def test_the_short_envelope_path_and_the_general_readers_agree(e: NewEvent, seq: int) -> None:
+    # Usual envelopes are read in one function; any field of another shape sends the
+    # event to the per-field readers. Both must give what fastavro gives.
+    data = CODEC.encode("t-9", seq, e)
+    general = Codec()
+    general._short_envelope = False
+    writer = CODEC._writers[CODEC.fingerprint]
+    expected = CODEC._decode_resolved(data, 4, writer)
+    assert CODEC._decode_current(data, 4) == expected == general._decode_current(data, 4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"version_vector": {"a": 1}},
+        {"version_vector": {"planner": 70, "critic": 2**40, "x" * 70: 3}},  # long ones
+        {"version_vector": {f"agent-{i}": i for i in range(70)}},  # a count of two bytes
+        {"causation_id": "c", "correlation_id": "r" * 63, "idempotency_key": "k"},
+        {"causation_id": "c" * 64},  # an optional string of a two-byte length
+        {"actor": "a" * 64},
+        {"occurred_at": datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)},  # a short time varint
+        {"occurred_at": datetime(2100, 1, 1, tzinfo=UTC)},  # seven bytes
+    ],
+)
+def test_every_shape_of_envelope_decodes_alike_and_cuts_never_decode(
+    fields: dict[str, object],
+) -> None:
+    new = event(**fields)
+    data = CODEC.encode("thread", 3, new)
+    writer = CODEC._writers[CODEC.fingerprint]
+    decoded = CODEC.decode(data, 5)
+    assert decoded == CODEC._decode_resolved(data, 5, writer)
+    assert (decoded.actor, decoded.version_vector, decoded.causation_id) == (
+        new.actor,
+        new.version_vector,
+        new.causation_id,
+    )
+    for cut in range(HEADER_SIZE, len(data)):
+        with pytest.raises(CorruptEvent):
+            CODEC.decode(data[:cut])
+
+
+def test_a_version_vector_in_several_blocks_and_a_bad_union_branch_take_the_general_path() -> None:
+    # Our writer puts a map in one block; other Avro writers may use several.
+    data = CODEC.encode("t", 1, event(version_vector={"a": 1, "b": 2}))
+    one_block = b"\x04\x02a\x02\x02b\x04\x00"
+    assert data.count(one_block) == 1
+    two_blocks = data.replace(one_block, b"\x02\x02a\x02\x02\x02b\x04\x00")
+    assert CODEC.decode(two_blocks).version_vector == {"a": 1, "b": 2}
+    # causation_id's union branch 2 (of two): an error naming the field
+    data = CODEC.encode("t", 1, event(causation_id="c"))
+    tail = b"\x00\x02\x02c\x00\x00"  # empty vector, branch 1 and "c", two nulls
+    assert data.count(tail) == 1
+    with pytest.raises(CorruptEvent) as info:
+        CODEC.decode(data.replace(tail, b"\x00\x04\x02c\x00\x00"))
+    assert info.value.field == "causation_id"
+
+
 def test_peek_reads_the_identifying_fields_without_the_payload() -> None:
     codec = Codec()
     for payload in SAMPLES.values():
