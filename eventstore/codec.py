@@ -211,12 +211,7 @@ def _read_short_envelope(data: bytes, event: RecordedEvent) -> int | None:
             return None
         end = i + 1 + (b >> 1)
         key = data[i + 1 : end].decode()
-        b = data[end]
-        if b >= 0x80:  # a counter of two or more bytes
-            counter, i = read_long(data, end)
-        else:
-            counter, i = (b >> 1) ^ -(b & 1), end + 1
-        vector[key] = counter
+        vector[key], i = read_long(data, end)
     if count:  # a block of entries, then the count of the next: 0 ends the map
         if data[i]:
             return None
@@ -602,18 +597,18 @@ _ENVELOPE_SETTERS: list[tuple[str, Callable[[RecordedEvent, Any], None]]] = [
     )
 ]
 (
-    (_, _set_event_id),
-    (_, _set_thread_id),
-    (_, _set_tenant),
-    (_, _set_seq),
-    (_, _set_type),
-    (_, _set_occurred_at),
-    (_, _set_actor),
-    (_, _set_version_vector),
-    (_, _set_causation_id),
-    (_, _set_correlation_id),
-    (_, _set_idempotency_key),
-) = _ENVELOPE_SETTERS
+    _set_event_id,
+    _set_thread_id,
+    _set_tenant,
+    _set_seq,
+    _set_type,
+    _set_occurred_at,
+    _set_actor,
+    _set_version_vector,
+    _set_causation_id,
+    _set_correlation_id,
+    _set_idempotency_key,
+) = [setter for _, setter in _ENVELOPE_SETTERS]
 _set_payload: Callable[[RecordedEvent, Payload], None] = getattr(RecordedEvent, "payload").__set__  # noqa: B009
 _set_position: Callable[[RecordedEvent, int], None] = getattr(RecordedEvent, "position").__set__  # noqa: B009
 
