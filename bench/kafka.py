@@ -304,6 +304,26 @@ async def ours_read_thread(
 # --- main ------------------------------------------------------------------------------
 
 
+async def take_turns(
+    out: dict[str, Any], rep: int, *steps: tuple[str, Callable[[], Awaitable[float]]]
+) -> None:
+    """Run ``steps`` (key, timed run) once each, in the given order on even reps and
+    reversed on odd ones, so drifts in the machine's speed hit both sides alike; append
+    each run's seconds to ``out[key]``."""
+    for key, run in steps[:: 1 if rep % 2 == 0 else -1]:
+        out.setdefault(key, []).append(await run())
+
+
+def median_rates(label: str, n: int, ours: list[float], raw: list[float]) -> tuple[float, float]:
+    """The median rates (events/s) of runs of ``n`` events taking ``ours`` and ``raw``
+    seconds; every run's rate is printed as a note."""
+    ours_rates = [n / seconds for seconds in ours]
+    raw_rates = [n / seconds for seconds in raw]
+    note(f"{label} runs: ours {', '.join(f'{r:.0f}' for r in ours_rates)} events/s")
+    note(f"{label} runs: raw {', '.join(f'{r:.0f}' for r in raw_rates)} events/s")
+    return median(ours_rates), median(raw_rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=30_000, help="append/replay events")
@@ -346,28 +366,27 @@ def main() -> None:
                 bootstrap,
                 KafkaTopology.default(partitions=PARTITIONS, prefix=raw_topic),
             )
-            out: dict[str, Any] = {"raw_append": [], "ours_append": []}
-            # Appends take turns too (the order alternates each rep), each of ours on topics
-            # of its own; the replays below read the first rep's.
+            out: dict[str, Any] = {}
+            # Appends take turns too, each of ours on topics of its own; the replays below
+            # read the first rep's.
             for rep in range(args.appends):
                 topo = appended if rep == 0 else topology(f"append{rep}")
-                steps = [
+                await take_turns(
+                    out,
+                    rep,
                     ("raw_append", partial(raw_produce, bootstrap, f"{raw_topic}.threads", stream)),
                     ("ours_append", partial(ours_append, bootstrap, topo, stream, args.appenders)),
-                ]
-                for key, run in steps[:: 1 if rep % 2 == 0 else -1]:
-                    out[key].append(await run())
+                )
             # Both replay the events the append phase wrote, record batches and all, taking
-            # turns (the order alternates each rep); each of ours starts a fresh index.
-            out["raw_replay"], out["ours_replay"] = [], []
+            # turns; each of ours starts a fresh index.
             for rep in range(args.replays):
                 index = Path(tmp) / f"replay-{rep}.db"
-                steps: list[tuple[str, Callable[[], Awaitable[float]]]] = [
+                await take_turns(
+                    out,
+                    rep,
                     ("raw_replay", partial(raw_consume, bootstrap, appended.threads.name, n)),
                     ("ours_replay", partial(ours_replay, bootstrap, appended, n, index)),
-                ]
-                for key, run in steps[:: 1 if rep % 2 == 0 else -1]:
-                    out[key].append(await run())
+                )
             out["latency"] = await ours_latency(bootstrap, workload.base[: args.latency])
             big = topology("big")
             await ensure_topics(bootstrap, big)
@@ -387,21 +406,13 @@ def main() -> None:
 
         out = anyio.run(run_all)
     n = args.events
-    append_rates = [n / seconds for seconds in out["ours_append"]]
-    raw_append_rates = [n / seconds for seconds in out["raw_append"]]
-    ours_rate, raw_rate = median(append_rates), median(raw_append_rates)
+    ours_rate, raw_rate = median_rates("append", n, out["ours_append"], out["raw_append"])
     figure("append KafkaEventLog", ours_rate, "events/s")
     figure("append raw aiokafka+fastavro", raw_rate, "events/s")
-    note(f"append runs: ours {', '.join(f'{r:.0f}' for r in append_rates)} events/s")
-    note(f"append runs: raw {', '.join(f'{r:.0f}' for r in raw_append_rates)} events/s")
     ratios.append(("append", ours_rate / raw_rate, 0.4))
-    replay_rates = [n / seconds for seconds in out["ours_replay"]]
-    raw_replay_rates = [n / seconds for seconds in out["raw_replay"]]
-    replay_rate, raw_replay_rate = median(replay_rates), median(raw_replay_rates)
+    replay_rate, raw_replay_rate = median_rates("replay", n, out["ours_replay"], out["raw_replay"])
     figure("replay KafkaEventLog subscribe", replay_rate, "events/s")
     figure("replay raw aiokafka+fastavro", raw_replay_rate, "events/s")
-    note(f"replay runs: ours {', '.join(f'{r:.0f}' for r in replay_rates)} events/s")
-    note(f"replay runs: raw {', '.join(f'{r:.0f}' for r in raw_replay_rates)} events/s")
     ratios.append(("replay", replay_rate / raw_replay_rate, 0.6))
     lat, whole = out["latency"]
     p50, p99 = percentile(lat, 0.5), percentile(lat, 0.99)
