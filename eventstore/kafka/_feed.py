@@ -71,8 +71,12 @@ class IndexFeed:
         self.failure: EventStoreError | None = None
         #: ingest transactions so far (fetched and handed-over records alike)
         self.transactions = 0
-        #: event_id -> position of the last events ingested (at most ``_RECENT``)
-        self.recent_positions: dict[str, int] = {}
+        # event_id -> position of the last events ingested, in two generations of at
+        # most _RECENT each: the older one is dropped whole when the newer one fills up
+        # (dropping a dict's oldest keys one by one rescans the dead slots at its front)
+        self._recent: dict[str, int] = {}
+        self._older: dict[str, int] = {}
+        self.recent_limit = _RECENT
         self._changed = anyio.Event()
         # per partition: a heap of (offset, ticket, event) of appends waiting for an offset
         self._offset_waiters: dict[int, list[tuple[int, int, anyio.Event]]] = {}
@@ -219,11 +223,17 @@ class IndexFeed:
 
     def _remember(self, stored: list[Indexed]) -> None:
         """Keep the positions of recently ingested events, so appends need no query."""
-        recent = self.recent_positions
+        recent = self._recent
         for event in stored:
             recent[event.event_id] = event.position
-        while len(recent) > _RECENT:
-            del recent[next(iter(recent))]  # the oldest (dicts keep insertion order)
+        if len(recent) >= self.recent_limit:
+            self._older, self._recent = recent, {}
+
+    def recent_position(self, event_id: str) -> int | None:
+        """The position of ``event_id`` if it is among the last ``recent_limit`` (at
+        least) events ingested, else None (ask the index)."""
+        position = self._recent.get(event_id)
+        return self._older.get(event_id) if position is None else position
 
     def _notify(self) -> None:
         self._changed.set()

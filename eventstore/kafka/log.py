@@ -508,8 +508,8 @@ class KafkaEventLog:
             outcome = await self._outcome(command, item, waiter)
             ids = [e.event_id for e in events]
             assert self._feed is not None
-            recent = self._feed.recent_positions
-            positions = [recent.get(e) for e in ids]
+            recent = self._feed.recent_position
+            positions = [recent(e) for e in ids]
             if None in positions:  # a retry of an old append: ask the index
                 located = await anyio.to_thread.run_sync(index.find, ids)
                 positions = [located[e].position for e in ids]

@@ -84,3 +84,19 @@ async def test_records_handed_over_before_a_cancel_are_left_to_the_consumer(
     assert not feed.consumer.paused()  # handed back: the consumer fetches them
     await feed.ingest_produced(2, 0, values("c", range(1, 2)))  # nothing left pending
     assert feed.next_offsets == {2: 1} and feed.transactions == 1
+
+
+async def test_recent_positions_keep_the_latest_events_and_forget_old_ones(
+    feed: IndexFeed,
+) -> None:
+    feed.recent_limit = 4
+    thread = [event() for _ in range(10)]
+    records = [CODEC.encode("r", seq, e) for seq, e in enumerate(thread, start=1)]
+    for offset in range(0, 10, 2):  # five ingests of two events
+        await feed.ingest_produced(0, offset, records[offset : offset + 2])
+    known = {i: feed.recent_position(e.event_id) for i, e in enumerate(thread)}
+    # the last recent_limit events at least are known, with their index positions
+    assert [known[i] for i in range(6, 10)] == [7, 8, 9, 10]
+    # and never more than two generations' worth: the first ones are forgotten
+    assert known[0] is None and known[1] is None
+    assert feed.recent_position("no-such-event") is None
