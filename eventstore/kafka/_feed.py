@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -39,6 +39,12 @@ _MAX_RECORDS = 5000
 INGEST_CHUNK = 500
 """Most records ingested in one transaction, so the loop is never held for long."""
 _RECENT = 100_000
+
+
+class Wakeable(Protocol):
+    """What waits for an offset: an ``anyio.Event``, or an append's own waiter."""
+
+    def set(self) -> None: ...
 
 
 class IndexFeed:
@@ -79,7 +85,7 @@ class IndexFeed:
         self.recent_limit = _RECENT
         self._changed = anyio.Event()
         # per partition: a heap of (offset, ticket, event) of appends waiting for an offset
-        self._offset_waiters: dict[int, list[tuple[int, int, anyio.Event]]] = {}
+        self._offset_waiters: dict[int, list[tuple[int, int, Wakeable]]] = {}
         self._tickets = itertools.count()
         self.closed = False
         #: partitions fed by the local sequencer (paused in the consumer)
@@ -272,7 +278,7 @@ class IndexFeed:
             self.when_ingested(partition, offset, event)
             await event.wait()
 
-    def when_ingested(self, partition: int, offset: int, event: anyio.Event) -> None:
+    def when_ingested(self, partition: int, offset: int, event: Wakeable) -> None:
         """Set ``event`` once the record at ``offset`` of ``partition`` is in the index (or
         the feed stopped, or the log closes): at once if it is already."""
         if self.next_offsets.get(partition, 0) > offset or self.closed or self.failure:
