@@ -374,24 +374,29 @@ class Sequencer:
         batch_values: list[bytes] = []
         answered: list[tuple[AppendCommand, AppendOutcome | Status]] = []
         threads_topic = self.topology.threads.name
+        produced = state.produced
+        prefix = self._prefix
         for command in commands:
             if command.thread_id in misplaced:
                 answered.append((command, self._rejected(command, p, None, "", misplaced=True)))
                 continue
-            event_ids = [e.event_id for e in command.events]
-            seen = {
-                e: StoredEvent(s.thread_id, s.seq, s.offset)
-                for e in event_ids
-                if (s := state.produced.get(e)) is not None
-            }
-            seen.update((e, stored[e]) for e in event_ids if e in stored and e not in seen)
-            current = state.versions.get(command.thread_id, 0)
-            bad_schema = next(
-                (e for e in command.events if not e.head.startswith(self._prefix)), None
-            )
+            # plain loops: this runs for every command, and usually finds nothing
+            event_ids = []
+            seen: dict[str, StoredEvent] = {}
+            bad_schema = None
+            for prepared in command.events:
+                event_id = prepared.event_id
+                event_ids.append(event_id)
+                if (s := produced.get(event_id)) is not None:
+                    seen[event_id] = StoredEvent(s.thread_id, s.seq, s.offset)
+                elif (loc := stored.get(event_id)) is not None:
+                    seen[event_id] = loc
+                if bad_schema is None and not prepared.head.startswith(prefix):
+                    bad_schema = prepared
             if bad_schema is not None:
                 answered.append((command, self._rejected(command, p, None, bad_schema.type)))
                 continue
+            current = state.versions.get(command.thread_id, 0)
             decision = decide(command.thread_id, current, command.expected_version, event_ids, seen)
             if isinstance(decision, Rejected):
                 answered.append((command, self._rejected(command, p, decision.error, "")))
