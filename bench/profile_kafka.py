@@ -152,9 +152,8 @@ def main() -> None:
     print(f"appended: {n} events in {seconds:.2f} s, {n / seconds:.0f} events/s")
     print(f"process CPU: {1e6 * cpu / n:.0f} us per event ({cpu / seconds:.2f} of a core)")
     print(f"sequencer rounds: {rounds} ({n / max(1, rounds):.1f} commands per round)")
-    print(
-        f"index transactions: {transactions} ({n / max(1, transactions):.1f} events per transaction)"
-    )
+    per = n / max(1, transactions)
+    print(f"index transactions: {transactions} ({per:.1f} events per transaction)")
     print(
         "garbage collector: "
         + ", ".join(
