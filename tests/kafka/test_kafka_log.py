@@ -478,6 +478,36 @@ async def test_the_local_sequencer_takes_its_own_clients_commands_without_decodi
         assert sequencer.handed_over == handed + 1
 
 
+async def test_the_rounds_of_one_fetch_share_one_index_lookup(
+    kafka_broker: TansuBroker,
+) -> None:
+    topo = topology()
+    threads = [
+        next(f"s{i}" for i in range(1000) if partition_of(f"s{i}", 4) == p) for p in range(4)
+    ]
+    async with make(kafka_broker, topo) as log:
+        sequencer = log._sequencer
+        assert sequencer is not None
+        for thread in threads:  # every partition has had its first round
+            await log.append(thread, [event()])
+        rounds, lookups = sequencer.rounds, sequencer.lookups
+        results = []
+        async with anyio.create_task_group() as tg:
+            async with sequencer.idle():  # the commands of all four partitions pile up
+
+                async def append(thread: str) -> None:
+                    results.append(await log.append(thread, [event()], expected_version=1))
+
+                for thread in threads:
+                    tg.start_soon(append, thread)
+                await anyio.sleep(1)
+        assert sorted(r.version for r in results) == [2, 2, 2, 2]
+        assert sequencer.rounds - rounds >= 4
+        # at most one fetch holding a single round before the rest came in together
+        assert sequencer.lookups - lookups <= 2
+        assert [await log.version(t) for t in threads] == [2, 2, 2, 2]
+
+
 async def write_foreign_event(
     broker: TansuBroker, topic: str, log: KafkaEventLog, thread: str
 ) -> int:
