@@ -305,8 +305,12 @@ class Sequencer:
         for tp, state, records in rounds:
             if not state.ready:
                 continue  # its round waits for the index first
+            try:
+                commands = [c for record in records for c in self._commands(record)]
+            except Exception as exc:  # the round reads its records again, and fails as one
+                logger.info("reading partition %d's commands ahead failed (%s)", tp.partition, exc)
+                continue
             self._forget_indexed(tp.partition, state)
-            commands = [c for record in records for c in self._commands(record)]
             ahead[tp] = _Ahead(commands)
             threads.extend(self._unknown(tp.partition, state, commands)[0])
             ids.extend(e.event_id for c in commands for e in c.events)
