@@ -103,10 +103,13 @@ class _Ahead:
     """A round's commands, and what the index knew of them when they were looked up
     (``located`` None: not yet)."""
 
-    __slots__ = ("commands", "located", "versions")
+    __slots__ = ("commands", "located", "misplaced", "unknown", "versions")
 
     def __init__(self, commands: list[AppendCommand]) -> None:
         self.commands = commands
+        #: threads whose version is looked up, and threads of another partition
+        self.unknown: list[str] = []
+        self.misplaced: set[str] = set()
         self.versions: dict[str, int] = {}
         self.located: Any = None
 
@@ -311,8 +314,9 @@ class Sequencer:
                 logger.info("reading partition %d's commands ahead failed (%s)", tp.partition, exc)
                 continue
             self._forget_indexed(tp.partition, state)
-            ahead[tp] = _Ahead(commands)
-            threads.extend(self._unknown(tp.partition, state, commands)[0])
+            one = ahead[tp] = _Ahead(commands)
+            one.unknown, one.misplaced = self._unknown(tp.partition, state, commands)
+            threads.extend(one.unknown)
             ids.extend(e.event_id for c in commands for e in c.events)
         if not ids:
             return ahead
@@ -429,7 +433,9 @@ class Sequencer:
         events are acknowledged; until then only their status is known.
         """
         commands = ahead.commands
-        unknown, misplaced = self._unknown(p, state, commands)
+        if ahead.located is None:
+            ahead.unknown, ahead.misplaced = self._unknown(p, state, commands)
+        unknown, misplaced = ahead.unknown, ahead.misplaced
         if ahead.located is None:
             ids = [e.event_id for c in commands for e in c.events]
             # A few indexed queries: on the loop when the index is free (a hop to a worker
