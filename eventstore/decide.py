@@ -104,12 +104,13 @@ def decide(
     """
     if not event_ids:
         raise ValueError("an append command needs at least one event")
-    if len(set(event_ids)) != len(event_ids):
+    if len(event_ids) > 1 and len(set(event_ids)) != len(event_ids):
         raise ValueError("an append command repeats an event id")
-    found = [stored.get(event_id) for event_id in event_ids]
-    hits = [s for s in found if s is not None]
-    if hits:
-        return _retry(thread_id, current_version, event_ids, found, hits)
+    if stored:  # usually empty: the sequencer passes only the ids it has seen
+        found = [stored.get(event_id) for event_id in event_ids]
+        hits = [s for s in found if s is not None]
+        if hits:
+            return _retry(thread_id, current_version, event_ids, found, hits)
     if expected_version is not None and expected_version != current_version:
         return Rejected(WrongExpectedVersion(thread_id, expected_version, current_version))
     return Accepted(first_seq=current_version + 1, version=current_version + len(event_ids))
