@@ -123,10 +123,11 @@ _PEEK_FIELDS = ("event_id", "thread_id", "tenant", "seq", "type", "occurred_at")
 
 def _short_head(data: bytes) -> tuple[str, str, str, int, str, int, int] | None:
     """The envelope's leading fields of the usual event, read in one function with no call
-    per field: id, thread, tenant and type shorter than 64 bytes, a seq from -64 to 63,
-    the time a six-byte varint (1900 to 2039). Returns (event_id, thread_id, tenant, seq,
-    type, occurred_at in ms, offset after them), or None for any other shape (the general
-    readers take those).
+    per field: id, thread, tenant and type shorter than 64 bytes, a seq from -2**20 to
+    2**20 - 1 (a varint of up to three bytes: a thread's seqs pass 63 early), the time a
+    six-byte varint (1900 to 2039). Returns (event_id, thread_id, tenant, seq, type,
+    occurred_at in ms, offset after them), or None for any other shape (the general readers
+    take those).
 
     Raises:
         IndexError: the bytes end inside the strings.
@@ -147,9 +148,18 @@ def _short_head(data: bytes) -> tuple[str, str, str, int, str, int, int] | None:
         return None
     i = end + 1 + (b >> 1)
     tenant = data[end + 1 : i].decode()
-    b = data[i]  # seq
+    b = data[i]  # seq: a varint of one to three bytes
     if b & 0x80:
-        return None
+        i += 1
+        c = data[i]
+        if c & 0x80:
+            i += 1
+            d = data[i]
+            if d & 0x80:
+                return None
+            b = (b & 0x7F) | (c & 0x7F) << 7 | d << 14
+        else:
+            b = (b & 0x7F) | c << 7
     seq = (b >> 1) ^ -(b & 1)
     b = data[i + 1]  # type
     if b & 0x81:

@@ -236,7 +236,13 @@ def test_direct_and_fastavro_decoding_agree(e: NewEvent, seq: int) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(e=new_events, seq=st.integers(-70, 70) | st.integers(1, 2**62))
+@given(
+    e=new_events,
+    seq=st.integers(-70, 70)
+    | st.sampled_from([-(2**20) - 1, -(2**20), 2**13 - 1, 2**13, 2**20 - 1, 2**20])
+    | st.integers(-(2**21), 2**21)
+    | st.integers(1, 2**62),
+)
 def test_the_short_envelope_path_and_the_general_readers_agree(e: NewEvent, seq: int) -> None:
     # Usual envelopes are read in one function; any field of another shape sends the
     # event to the per-field readers. Both must give what fastavro gives.
