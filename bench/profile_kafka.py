@@ -21,6 +21,7 @@ import argparse
 import cProfile
 import gc
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -78,15 +79,27 @@ class CollectorClock:
         gc.callbacks.remove(self._callback)
 
 
-async def append_all(bootstrap: str, stream: Stream, appenders: int) -> tuple[float, int, int, int]:
-    """Append ``stream`` from ``appenders`` tasks (each owning some threads); return the
-    seconds taken, the sequencer's rounds and index lookups, and the index's transactions."""
+async def append_all(
+    bootstrap: str,
+    stream: Stream,
+    appenders: int,
+    index: Path | str = ":memory:",
+    index_writer: bool | None = None,
+) -> tuple[float, int, int, int]:
+    """Append ``stream`` from ``appenders`` tasks (each owning some threads) to a log with
+    the thread index ``index``; return the seconds taken, the sequencer's rounds and index
+    lookups, and the index's transactions."""
     queues: list[Stream] = [[] for _ in range(appenders)]
     owners: dict[str, int] = {}
     for thread_id, new in stream:
         queues[owners.setdefault(thread_id, len(owners) % appenders)].append((thread_id, new))
     async with KafkaEventLog(
-        bootstrap, topology=topology("profile"), options=OPTIONS, catch_up=False
+        bootstrap,
+        index,
+        topology=topology("profile"),
+        options=OPTIONS,
+        catch_up=False,
+        index_writer=index_writer,
     ) as log:
 
         async def appender(items: Stream) -> None:
@@ -102,6 +115,11 @@ async def append_all(bootstrap: str, stream: Stream, appenders: int) -> tuple[fl
         lookups = log._sequencer.lookups if log._sequencer is not None else 0
         transactions = log._feed.transactions if log._feed is not None else 0
     return seconds, rounds, lookups, transactions
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def report(stats: pstats.Stats, events: int, top: int) -> None:
@@ -123,6 +141,16 @@ def main() -> None:
     parser.add_argument("--appenders", type=int, default=512, help="concurrent appenders")
     parser.add_argument("--top", type=int, default=25, help="functions listed by own time")
     parser.add_argument("--no-profile", action="store_true", help="rate and CPU time only")
+    parser.add_argument(
+        "--index",
+        choices=["memory", "file"],
+        default="file",
+        help="the thread index in memory, or in a file (then written by the index writer "
+        "process unless --in-process)",
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="a file index written in this process"
+    )
     args = parser.parse_args()
     stream = make_workload(args.events, 1000).base[: args.events]
     # As in kafka.py: the pre-built events belong to the harness, out of the collector's
@@ -140,18 +168,32 @@ def main() -> None:
             if profiler is not None:
                 profiler.enable()
             try:
-                return await append_all(broker.bootstrap, stream, args.appenders)
+                return await append_all(
+                    broker.bootstrap,
+                    stream,
+                    args.appenders,
+                    ":memory:" if args.index == "memory" else Path(tmp) / "index.db",
+                    False if args.in_process else None,
+                )
             finally:
                 if profiler is not None:
                     profiler.disable()
 
         cpu0 = time.process_time()
+        children0 = _children_cpu()
         with collector:
             seconds, rounds, lookups, transactions = anyio.run(run)
         cpu = time.process_time() - cpu0
+        # the index writer has exited (the log closed), the broker has not
+        writer_cpu = _children_cpu() - children0
     n = args.events
     print(f"appended: {n} events in {seconds:.2f} s, {n / seconds:.0f} events/s")
     print(f"process CPU: {1e6 * cpu / n:.0f} us per event ({cpu / seconds:.2f} of a core)")
+    if writer_cpu:
+        print(
+            f"index writer process CPU: {1e6 * writer_cpu / n:.0f} us per event "
+            f"({writer_cpu / seconds:.2f} of a core)"
+        )
     print(f"sequencer rounds: {rounds} ({n / max(1, rounds):.1f} commands per round)")
     print(f"sequencer index lookups: {lookups} ({rounds / max(1, lookups):.1f} rounds per lookup)")
     per = n / max(1, transactions)

@@ -1,16 +1,20 @@
 """The index consumer: keeps a :class:`~eventstore.kafka._index.ThreadIndex` up to date.
 
 One consumer without a group reads every partition of the threads topic from the index's
-checkpoints and ingests what it fetches, :data:`INGEST_CHUNK` records per transaction, on
-the event loop (in a worker thread only when the index is busy). Others wait on it: an
-append for its events to be ingested (read-your-writes), the sequencer for the index to
-hold everything a partition had when it was assigned, subscribers for new events.
+checkpoints and queues what it fetches; an ingest loop takes the queue, :data:`INGEST_CHUNK`
+records per transaction, and ingests it: by the log's index writer process if it has one
+(:mod:`eventstore.kafka._writer`), else on the event loop (in a worker thread only when
+the index is busy). The fetch loop does not wait for the ingest (aiokafka's next fetch and
+the subscribers' reads run meanwhile), but stops fetching while :data:`BACKLOG` records
+are queued. Others wait on the feed: an append for its events to be ingested
+(read-your-writes), the sequencer for the index to hold everything a partition had when it
+was assigned, subscribers for new events.
 
 A sequencer in the same process hands over the records it has just written
-(:meth:`IndexFeed.ingest_produced`): the single writer of a partition knows its next
-records before any fetch returns them. While what it hands over continues the index
-exactly (the record batch starts at the partition's next offset), the feed ingests it
-directly and the consumer is paused on that partition (it would only fetch those records
+(:meth:`IndexFeed.hand_over`): the single writer of a partition knows its next records
+before any fetch returns them. While what it hands over continues the index exactly (the
+record batch starts at the partition's next offset, after what is queued), the feed
+queues it and the consumer is paused on that partition (it would only fetch those records
 again). Anything else (a gap: another writer, a retried write that landed twice, a round
 whose effect is unknown, the partition moving to another member) hands the partition back
 to the consumer at the index's next offset, so nothing written is ever skipped.
@@ -31,13 +35,16 @@ from aiokafka import TopicPartition
 
 from eventstore.errors import EventStoreError, LogClosed, StorageError
 from eventstore.kafka._client import KafkaOptions, StallWatch
-from eventstore.kafka._index import Indexed, ThreadIndex
+from eventstore.kafka._index import ThreadIndex
+from eventstore.kafka._writer import IndexWriter, Stored
 
 logger = logging.getLogger(__name__)
 
 _MAX_RECORDS = 5000
 INGEST_CHUNK = 500
 """Most records ingested in one transaction, so the loop is never held for long."""
+BACKLOG = 4 * INGEST_CHUNK
+"""Records queued for ingest beyond which the fetch loop and the sequencer wait."""
 _RECENT = 100_000
 
 
@@ -57,6 +64,8 @@ class IndexFeed:
         index: The index to feed.
         options: Client settings.
         client_id: Client id for the broker's logs.
+        writer: The index writer process that ingests for this feed, if the log has
+            one (:mod:`eventstore.kafka._writer`); else ingests run in this process.
     """
 
     def __init__(
@@ -67,9 +76,12 @@ class IndexFeed:
         index: ThreadIndex,
         options: KafkaOptions,
         client_id: str,
+        writer: IndexWriter | None = None,
     ) -> None:
         self.topic = topic
         self.index = index
+        self.writer = writer
+        self._partition_count = partitions
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self._consumer = options.consumer(bootstrap, client_id)
         self.next_offsets: dict[int, int] = {}
@@ -77,11 +89,12 @@ class IndexFeed:
         self.failure: EventStoreError | None = None
         #: ingest transactions so far (fetched and handed-over records alike)
         self.transactions = 0
-        # event_id -> position of the last events ingested, in two generations of at
-        # most _RECENT each: the older one is dropped whole when the newer one fills up
-        # (dropping a dict's oldest keys one by one rescans the dead slots at its front)
-        self._recent: dict[str, int] = {}
-        self._older: dict[str, int] = {}
+        # offset * partitions + partition -> position of the last events ingested, in two
+        # generations of at most _RECENT each: the older one is dropped whole when the
+        # newer one fills up (dropping a dict's oldest keys one by one rescans the dead
+        # slots at its front)
+        self._recent: dict[int, int] = {}
+        self._older: dict[int, int] = {}
         self.recent_limit = _RECENT
         self._changed = anyio.Event()
         # per partition: a heap of (offset, ticket, event) of appends waiting for an offset
@@ -90,11 +103,12 @@ class IndexFeed:
         self.closed = False
         #: partitions fed by the local sequencer (paused in the consumer)
         self._local: set[int] = set()
-        # records the local sequencer handed over, waiting for this turn's transaction:
-        # the records, each partition's next offset after them, set once they are in
-        self._pending: list[tuple[int, int, bytes]] = []
-        self._pending_ends: dict[int, int] = {}
-        self._pending_done: anyio.Event | None = None
+        # records fetched or handed over, waiting for the ingest loop; per partition, the
+        # offset after the last one queued or being ingested
+        self._queued: list[tuple[int, int, bytes]] = []
+        self._ends: dict[int, int] = {}
+        self._queue_changed = anyio.Event()
+        self._room = anyio.Event()  # set whenever the ingest loop takes the queue
 
     async def start(self) -> None:
         """Connect and position the consumer at the index's checkpoints."""
@@ -122,9 +136,16 @@ class IndexFeed:
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        """Fetch and ingest until cancelled. A failure to ingest stops the feed for good and
-        is kept in :attr:`failure` (every waiter then raises it)."""
-        task_status.started()
+        """Fetch and ingest until cancelled: the consumer's fetch loop and the ingest loop
+        (:meth:`ingest_queued`) side by side. A failure to ingest stops the feed for good
+        and is kept in :attr:`failure` (every waiter then raises it)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.ingest_queued)
+            task_status.started()
+            await self._fetch()
+            tg.cancel_scope.cancel()
+
+    async def _fetch(self) -> None:
         consumer = self._consumer
         watch = StallWatch(consumer, "the index consumer")
         while self.failure is None:
@@ -132,93 +153,126 @@ class IndexFeed:
             batch: dict[Any, list[Any]] = await consumer.getmany(
                 timeout_ms=100, max_records=_MAX_RECORDS
             )
-            records = [(tp.partition, r.offset, r.value) for tp, rs in batch.items() for r in rs]
-            for start in range(0, len(records), INGEST_CHUNK):
-                chunk = records[start : start + INGEST_CHUNK]
-                try:
-                    await self._ingest(chunk)
-                except EventStoreError as exc:
-                    logger.error("the thread index stopped: %s", exc)
-                    self.failure = exc
-                    self._notify()
-                    return
-                if start + INGEST_CHUNK < len(records):
-                    self._notify()  # waiters on the first chunks need not wait for the rest
-                    await anyio.lowlevel.checkpoint()
+            for tp, rs in batch.items():
+                if rs:
+                    self._enqueue(tp.partition, [(tp.partition, r.offset, r.value) for r in rs])
             for tp in self._partitions:
                 hw = consumer.highwater(tp)
                 if hw is not None:
                     self.highwaters[tp.partition] = hw
-            self._notify()
+            if not self._queued:
+                self._notify()  # an empty fetch: subscribers waiting for news look again
+            await self.make_room()
 
-    async def ingest_produced(self, partition: int, base: int, values: list[bytes]) -> None:
-        """Ingest ``values``, just written by the local sequencer at offsets ``base``.. of
-        ``partition``, if they continue the index there; else leave them to the consumer
-        (see the module docstring). A failure to ingest stops the feed, as in :meth:`run`.
+    def hand_over(self, partition: int, base: int, values: list[bytes]) -> None:
+        """Queue ``values``, just written by the local sequencer at offsets ``base``.. of
+        ``partition``, if they continue the index there (with what is queued); else leave
+        them to the consumer (see the module docstring).
 
-        The sequencer's rounds of all its partitions get their acknowledgements together;
-        what they hand over within one turn of the event loop is ingested in one
-        transaction (the first caller waits that turn, the others wait for it). A
-        transaction's fixed cost is most of the work for a round's few records (measured:
-        17 records 18-25 us each, 136 records 10-11 us each).
+        The ingest loop takes everything queued at once: rounds of several partitions,
+        and whatever came while its last transaction ran, share one transaction (a
+        transaction's fixed cost is most of the work for a round's few records: measured
+        17 records 18-25 us each, 136 records 10-11 us each). The caller does not wait
+        for it; :meth:`make_room` holds it back when the ingest falls behind.
         """
         if self.failure is not None or self.closed:
             return
-        if self._pending_ends.get(partition, self.next_offsets.get(partition, 0)) != base:
+        if self._ends.get(partition, self.next_offsets.get(partition, 0)) != base:
             self.hand_back(partition)
             return
         if partition not in self._local:
             self._local.add(partition)
             self._consumer.pause(self._partitions[partition])
-        self._pending.extend([(partition, base + i, value) for i, value in enumerate(values)])
-        self._pending_ends[partition] = base + len(values)
-        done = self._pending_done
-        if done is not None:  # another round's call ingests these with its own
-            await done.wait()
-            return
-        done = self._pending_done = anyio.Event()
-        ends = self._pending_ends
-        try:
-            await anyio.lowlevel.checkpoint()  # the other rounds of this turn add theirs
-            pending = self._pending
-            self._pending, self._pending_ends, self._pending_done = [], {}, None
-            try:
-                for start in range(0, len(pending), INGEST_CHUNK):
-                    await self._ingest(pending[start : start + INGEST_CHUNK])
-            except EventStoreError as exc:
-                logger.error("the thread index stopped: %s", exc)
-                self.failure = exc
-        finally:
-            if self._pending_done is done:  # cancelled before taking the records
-                self._pending, self._pending_ends, self._pending_done = [], {}, None
-            for p, end in ends.items():  # whatever was not ingested, the consumer fetches
-                if self.next_offsets.get(p, 0) < end:
-                    self.hand_back(p)
-            done.set()
-        self._notify()
+        self._enqueue(partition, [(partition, base + i, value) for i, value in enumerate(values)])
+
+    def _enqueue(self, partition: int, records: list[tuple[int, int, bytes]]) -> None:
+        """Queue one partition's records (in offset order) for the ingest loop."""
+        self._queued.extend(records)
+        self._ends[partition] = max(self._ends.get(partition, 0), records[-1][1] + 1)
+        self._queue_changed.set()
+
+    @property
+    def backlog(self) -> int:
+        """Records queued for the ingest loop, not counting its transaction in progress."""
+        return len(self._queued)
+
+    async def make_room(self) -> None:
+        """Wait while more than :data:`BACKLOG` records are queued (or until the feed
+        stops): the fetch loop and the sequencer call this, so neither runs far ahead of
+        the index."""
+        while len(self._queued) > BACKLOG and self.failure is None and not self.closed:
+            await self._room.wait()
+
+    async def ingest_queued(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The ingest loop: ingest what is queued, :data:`INGEST_CHUNK` records per
+        transaction, until cancelled or an ingest fails (that stops the feed). Records
+        it took and did not ingest (it was cancelled) are left to the consumer."""
+        task_status.started()
+        while self.failure is None:
+            await self._queue_changed.wait()
+            self._queue_changed = anyio.Event()
+            while self._queued and self.failure is None:
+                records, self._queued = self._queued, []
+                self._room.set()
+                self._room = anyio.Event()
+                done = 0
+                try:
+                    for start in range(0, len(records), INGEST_CHUNK):
+                        await self._ingest(records[start : start + INGEST_CHUNK])
+                        done = start + INGEST_CHUNK
+                        self._notify()  # waiters on the first chunks need not wait for more
+                except EventStoreError as exc:
+                    logger.error("the thread index stopped: %s", exc)
+                    self.failure = exc
+                finally:
+                    for partition in {r[0] for r in records[done:]}:
+                        self._refetch(partition)  # not ingested: the consumer gets them again
+                    ends = self._ends
+                    for partition in {r[0] for r in records[:done]}:
+                        if self.next_offsets.get(partition, 0) >= ends.get(partition, 0):
+                            ends.pop(partition, None)
+                    self._room.set()
+                    self._notify()
 
     def hand_back(self, partition: int) -> None:
-        """Let the consumer fetch ``partition`` again, from the index's next offset."""
+        """Let the consumer fetch ``partition`` again (if the local sequencer fed it), from
+        the index's next offset."""
         if partition in self._local:
-            self._local.discard(partition)
-            tp = self._partitions[partition]
-            self._consumer.seek(tp, self.next_offsets.get(partition, 0))
-            self._consumer.resume(tp)
+            self._refetch(partition)
+
+    def _refetch(self, partition: int) -> None:
+        """Fetch ``partition`` from the index's next offset: what is queued of it is
+        dropped (the consumer fetches that too)."""
+        self._local.discard(partition)
+        self._ends.pop(partition, None)
+        if any(r[0] == partition for r in self._queued):
+            self._queued = [r for r in self._queued if r[0] != partition]
+        tp = self._partitions[partition]
+        self._consumer.seek(tp, self.next_offsets.get(partition, 0))
+        self._consumer.resume(tp)
 
     async def _ingest(self, chunk: list[tuple[int, int, bytes]]) -> None:
         """Ingest ``chunk`` (records in offset order per partition) and advance the
         offsets.
 
-        On the event loop, unless that would wait for a lock (then in a worker thread):
-        ingesting is Python work (reading each record's leading fields, building rows)
-        around a short SQLite transaction that never syncs, and a worker thread would
-        only add hand-offs of the GIL to it (measured on replay: 16-18k events/s in a
-        thread, 23-27k on the loop, reads of the pages on the loop too). A chunk holds
-        at most :data:`INGEST_CHUNK` records, a few milliseconds of work.
+        By the index writer process, if the log has one. Otherwise on the event loop,
+        unless that would wait for a lock (then in a worker thread): ingesting is Python
+        work (reading each record's leading fields, building rows) around a short SQLite
+        transaction that never syncs, and a worker thread would only add hand-offs of the
+        GIL to it (measured on replay: 16-18k events/s in a thread, 23-27k on the loop,
+        reads of the pages on the loop too). A chunk holds at most :data:`INGEST_CHUNK`
+        records, a few milliseconds of work.
         """
-        stored = self.index.try_ingest(chunk)
-        if stored is None:
-            stored = await anyio.to_thread.run_sync(self.index.ingest, chunk)
+        stored: list[Stored]
+        if self.writer is not None:
+            stored = await self.writer.ingest(chunk)
+        else:
+            indexed = self.index.try_ingest(chunk)
+            if indexed is None:
+                indexed = await anyio.to_thread.run_sync(self.index.ingest, chunk)
+            stored = [(e.partition, e.offset, e.position) for e in indexed]
         self.transactions += 1
         self._remember(stored)
         offsets = self.next_offsets
@@ -227,19 +281,21 @@ class IndexFeed:
             if offset >= offsets.get(partition, 0):
                 offsets[partition] = offset + 1
 
-    def _remember(self, stored: list[Indexed]) -> None:
+    def _remember(self, stored: list[Stored]) -> None:
         """Keep the positions of recently ingested events, so appends need no query."""
         recent = self._recent
-        for event in stored:
-            recent[event.event_id] = event.position
+        n = self._partition_count
+        for partition, offset, position in stored:
+            recent[offset * n + partition] = position
         if len(recent) >= self.recent_limit:
             self._older, self._recent = recent, {}
 
-    def recent_position(self, event_id: str) -> int | None:
-        """The position of ``event_id`` if it is among the last ``recent_limit`` (at
-        least) events ingested, else None (ask the index)."""
-        position = self._recent.get(event_id)
-        return self._older.get(event_id) if position is None else position
+    def recent_position(self, partition: int, offset: int) -> int | None:
+        """The position of the event at ``offset`` of ``partition`` if it is among the
+        last ``recent_limit`` (at least) events ingested, else None (ask the index)."""
+        key = offset * self._partition_count + partition
+        position = self._recent.get(key)
+        return self._older.get(key) if position is None else position
 
     def _notify(self) -> None:
         self._changed.set()

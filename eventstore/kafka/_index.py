@@ -113,12 +113,15 @@ class Located(NamedTuple):
 
 
 class Indexed(NamedTuple):
-    """An event stored by :meth:`ThreadIndex.ingest`: its id, thread, seq and position."""
+    """An event stored by :meth:`ThreadIndex.ingest`: its id, thread, seq and position,
+    and the partition and offset of its record."""
 
     event_id: str
     thread_id: str
     seq: int
     position: int
+    partition: int
+    offset: int
 
 
 class ThreadIndex:
@@ -353,7 +356,9 @@ class ThreadIndex:
                 rows.append(row_values)
             else:  # one by one, so a repeat later in the same batch finds this row
                 con.execute(_INSERT_EVENT, row_values)
-            stored.append(Indexed(key.event_id, key.thread_id, key.seq, position))
+            stored.append(
+                Indexed(key.event_id, key.thread_id, key.seq, position, partition, offset)
+            )
         if rows:
             con.executemany(_INSERT_EVENT, rows)
         con.executemany(

@@ -529,7 +529,8 @@ class Sequencer:
         values: list[bytes],
     ) -> Any:
         """Write ``batch`` and wait for its acknowledgement; record the events' offsets and
-        hand the records (``values``, in order) to the index feed."""
+        hand the records (``values``, in order) to the index feed (not waiting for their
+        ingest, unless the feed's backlog is full)."""
         batch.close()
 
         async def send() -> Any:
@@ -543,7 +544,8 @@ class Sequencer:
         for i, event_id in enumerate(batch_ids):
             state.produced[event_id].offset = base + i
         state.unindexed.append((base + len(batch_ids) - 1, batch_ids))
-        await self.feed.ingest_produced(p, base, values)
+        self.feed.hand_over(p, base, values)
+        await self.feed.make_room()  # the rounds go on while the index ingests, but not far
         return self.producer.create_batch()
 
     def _placed(

@@ -77,6 +77,8 @@ from eventstore.kafka._wire import (
     encode_command,
     header,
 )
+from eventstore.kafka._writer import IndexWriter
+from eventstore.schema import shipped_schemas
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,8 @@ _PARTITION_CACHE = 100_000
 _HELD_BATCHES = 256
 #: Seconds between looks at the append deadlines (how late a timeout may fire).
 _EXPIRY_TICK = 0.05
+#: Seconds the index writer process may take to start and open the index.
+_WRITER_START_TIMEOUT = 60.0
 #: Events a subscriber reads (and decodes, on the loop) at a time.
 SUBSCRIBE_PAGE = 500
 
@@ -200,6 +204,11 @@ class KafkaEventLog:
             (default: a fresh unique id; two open logs must not share one).
         catch_up: Whether opening waits until the index holds every event the topic had
             (see :meth:`catch_up`); otherwise reads start from what the index file had.
+        index_writer: Whether a child process writes the index
+            (:mod:`eventstore.kafka._writer`: ingesting then runs on another core than
+            this process's event loop). ``None`` (the default): when the index is a file
+            and the codec has the shipped schemas (the child reads records with those); an
+            in-memory index is always written in this process.
     """
 
     def __init__(
@@ -216,6 +225,7 @@ class KafkaEventLog:
         codec: Codec | None = None,
         client_id: str | None = None,
         catch_up: bool = True,
+        index_writer: bool | None = None,
     ) -> None:
         if not bootstrap or not all(is_host_port(a.strip()) for a in bootstrap.split(",")):
             raise ValueError(f"bootstrap must be host:port[,host:port], got {bootstrap!r}")
@@ -232,6 +242,17 @@ class KafkaEventLog:
         self.client_id = client_id or f"agentlog-{uuid.uuid4().hex[:12]}"
         self._run_sequencer = sequencer
         self._catch_up_on_open = catch_up
+        in_memory = str(index_path) == ":memory:"
+        shipped = self.codec.schemas is shipped_schemas()
+        if index_writer and in_memory:
+            raise ValueError("index_writer=True needs an index file, not ':memory:'")
+        if index_writer and not shipped:
+            raise ValueError(
+                "index_writer=True reads records with the shipped schemas; this log's codec "
+                "has others (leave index_writer unset to ingest in this process)"
+            )
+        self._use_writer = not in_memory and shipped if index_writer is None else index_writer
+        self._writer: IndexWriter | None = None
         self._state = "unopened"
         self._index: ThreadIndex | None = None
         self._feed: IndexFeed | None = None
@@ -287,6 +308,10 @@ class KafkaEventLog:
         if isinstance(self.index_path, Path):
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
         self._index = await anyio.to_thread.run_sync(ThreadIndex, self.index_path, self.codec)
+        if self._use_writer:
+            self._writer = IndexWriter(self.index_path)
+            with anyio.fail_after(_WRITER_START_TIMEOUT):
+                await self._writer.start()
         partitions = self.topology.threads.partitions
         self._feed = IndexFeed(
             self.bootstrap,
@@ -295,6 +320,7 @@ class KafkaEventLog:
             self._index,
             opts,
             f"{self.client_id}-index",
+            self._writer,
         )
         with anyio.fail_after(opts.request_timeout * 2):
             self._producer = opts.producer(self.bootstrap, self.client_id)
@@ -430,6 +456,8 @@ class KafkaEventLog:
                     waiter.set()
                 batch.sent.set()
         self._unsent.clear()
+        if self._writer is not None:
+            await self._writer.aclose()
         if self._index is not None:
             await anyio.to_thread.run_sync(self._index.close)
 
@@ -517,11 +545,12 @@ class KafkaEventLog:
         self._inflight += 1
         try:
             outcome = await self._outcome(command, item, waiter)
-            ids = [e.event_id for e in events]
             assert self._feed is not None
             recent = self._feed.recent_position
-            positions = [recent(e) for e in ids]
+            p = outcome.partition
+            positions = [recent(p, offset) for offset in outcome.offsets]
             if None in positions:  # a retry of an old append: ask the index
+                ids = [e.event_id for e in events]
                 located = await anyio.to_thread.run_sync(index.find, ids)
                 positions = [located[e].position for e in ids]
             return AppendResult(
