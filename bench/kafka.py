@@ -13,7 +13,8 @@ Workloads (the events of ``bench/eventlog.py``: ~600 bytes encoded, 1000 threads
 
 * Append: ``--appenders`` concurrent tasks, each appending one event at a time to the
   threads it owns, through the command path (command -> sequencer -> threads topic ->
-  outcome -> own index). Baseline: one AIOKafkaProducer (acks=all, linger 5 ms, 16 KiB
+  outcome -> own index). The index is a file, as the CLI keeps it, so the log's index
+  writer process writes it. Baseline: one AIOKafkaProducer (acks=all, linger 5 ms, 16 KiB
   batches) producing the same events, fastavro-encoded in the timed loop, once each.
   ``--appends`` runs of each, taking turns; the medians are compared.
 * Replay: a fresh ``KafkaEventLog`` (new index, no sequencer) ``subscribe(0)``-ing the
@@ -82,7 +83,9 @@ def topology(name: str) -> KafkaTopology:
 # --- append ----------------------------------------------------------------------------
 
 
-async def ours_append(bootstrap: str, topo: KafkaTopology, stream: Stream, appenders: int) -> float:
+async def ours_append(
+    bootstrap: str, topo: KafkaTopology, stream: Stream, appenders: int, index: Path
+) -> float:
     owners: dict[str, int] = {}
     for thread_id, _ in stream:
         owners.setdefault(thread_id, len(owners) % appenders)
@@ -91,7 +94,9 @@ async def ours_append(bootstrap: str, topo: KafkaTopology, stream: Stream, appen
         queues[owners[item[0]]].append(item)
     done = 0
 
-    async with KafkaEventLog(bootstrap, topology=topo, options=OPTIONS, catch_up=False) as log:
+    async with KafkaEventLog(
+        bootstrap, index, topology=topo, options=OPTIONS, catch_up=False
+    ) as log:
 
         async def appender(items: Stream) -> None:
             nonlocal done
@@ -375,7 +380,17 @@ def main() -> None:
                     out,
                     rep,
                     ("raw_append", partial(raw_produce, bootstrap, f"{raw_topic}.threads", stream)),
-                    ("ours_append", partial(ours_append, bootstrap, topo, stream, args.appenders)),
+                    (
+                        "ours_append",
+                        partial(
+                            ours_append,
+                            bootstrap,
+                            topo,
+                            stream,
+                            args.appenders,
+                            Path(tmp) / f"append-{rep}.db",
+                        ),
+                    ),
                 )
             # Both replay the events the append phase wrote, record batches and all, taking
             # turns; each of ours starts a fresh index.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +18,7 @@ import anyio.to_thread
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from eventstore import BrokerUnavailable, WrongExpectedVersion
+from eventstore import BrokerUnavailable, StorageError, WrongExpectedVersion
 from eventstore.kafka import (
     AppendTimedOut,
     KafkaEventLog,
@@ -584,3 +586,22 @@ async def test_a_partition_given_up_to_another_member_is_fetched_again(
                         seen.append(e)
                         break
             assert seen and await first.version(thread) == 2
+
+
+async def test_a_file_index_is_written_by_a_child_process_and_its_death_is_reported(
+    kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    topo = topology()
+    async with make(kafka_broker, topo, tmp_path / "index.db") as log:
+        assert log._writer is not None and log._writer.pid not in (None, os.getpid())
+        first = await log.append("w-1", [event()])
+        assert [e.position for e in await log.read_thread("w-1")] == list(first.positions)
+        os.kill(log._writer.pid, signal.SIGKILL)
+        # the next ingest finds the writer gone: the append fails and says why, at once
+        with anyio.fail_after(10), pytest.raises(StorageError, match=r"index writer .* exited"):
+            await log.append("w-1", [event()])
+        with pytest.raises(StorageError, match="index writer"):
+            await log.read_thread("w-1")
+    # what was acknowledged is in the topic: a new log (and writer) indexes it again
+    async with make(kafka_broker, topo, tmp_path / "index.db") as again:
+        assert len(await again.read_thread("w-1")) == 2
