@@ -12,6 +12,7 @@ from eventstore.kafka._topics import (
     TopicSpec,
     ensure_topics,
 )
+from eventstore.kafka._writer import IndexWriterFailed
 from eventstore.kafka.log import (
     AppendTimedOut,
     KafkaEventLog,
@@ -22,6 +23,7 @@ from eventstore.kafka.log import (
 __all__ = [
     "AppendTimedOut",
     "IndexConflict",
+    "IndexWriterFailed",
     "KafkaEventLog",
     "KafkaOptions",
     "KafkaTopology",

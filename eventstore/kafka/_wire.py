@@ -21,10 +21,9 @@ This module is pure: encoding and decoding only.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import fastavro
 
@@ -137,9 +136,13 @@ def _outcome_schema() -> dict[str, Any]:
 OUTCOME_BATCH_SCHEMA: dict[str, Any] = _outcome_schema()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AppendCommand:
-    """One ``append()`` on its way to the sequencer."""
+class AppendCommand(NamedTuple):
+    """One ``append()`` on its way to the sequencer.
+
+    This and :class:`AppendOutcome` are named tuples, immutable like the frozen
+    dataclasses elsewhere but built three times faster (one of each per append; see
+    :class:`~eventstore.codec.PreparedEvent`).
+    """
 
     command_id: str
     thread_id: str
@@ -148,8 +151,7 @@ class AppendCommand:
     events: tuple[PreparedEvent, ...]
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AppendOutcome:
+class AppendOutcome(NamedTuple):
     """The sequencer's answer to one command.
 
     Attributes:
