@@ -505,8 +505,11 @@ async def test_the_rounds_of_one_fetch_share_one_index_lookup(
                 await anyio.sleep(1)
         assert sorted(r.version for r in results) == [2, 2, 2, 2]
         assert sequencer.rounds - rounds >= 4
-        # at most one fetch holding a single round before the rest came in together
-        assert sequencer.lookups - lookups <= 2
+        # The commands piled up, so a fetch held several partitions' rounds, and those
+        # shared one lookup: fewer lookups than rounds. (Usually two lookups: one for the
+        # fetch that returned before the pause, one for the rest; on a loaded machine a
+        # command can come in a fetch of its own.)
+        assert sequencer.lookups - lookups < sequencer.rounds - rounds
         assert [await log.version(t) for t in threads] == [2, 2, 2, 2]
 
 
