@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+from collections import deque
 from typing import Any, Protocol
 
 import anyio
@@ -36,13 +37,15 @@ from aiokafka import TopicPartition
 from eventstore.errors import EventStoreError, LogClosed, StorageError
 from eventstore.kafka._client import KafkaOptions, StallWatch
 from eventstore.kafka._index import ThreadIndex
-from eventstore.kafka._writer import IndexWriter, Stored
+from eventstore.kafka._writer import IndexWriter, Reply, Stored
 
 logger = logging.getLogger(__name__)
 
 _MAX_RECORDS = 5000
 INGEST_CHUNK = 500
 """Most records ingested in one transaction, so the loop is never held for long."""
+WRITER_DEPTH = 2
+"""Chunks handed to the index writer process before the first one's answer is read."""
 BACKLOG = 4 * INGEST_CHUNK
 """Records queued for ingest beyond which the fetch loop and the sequencer wait."""
 _RECENT = 100_000
@@ -208,33 +211,49 @@ class IndexFeed:
     ) -> None:
         """The ingest loop: ingest what is queued, :data:`INGEST_CHUNK` records per
         transaction, until cancelled or an ingest fails (that stops the feed). Records
-        it took and did not ingest (it was cancelled) are left to the consumer."""
+        it took and did not ingest (it was cancelled) are left to the consumer.
+
+        With an index writer, up to :data:`WRITER_DEPTH` chunks are in the child's hands
+        at a time: it starts the next transaction while this process reads the last
+        one's answer (and runs its other work), instead of waiting for this loop's turn.
+        """
         task_status.started()
-        while self.failure is None:
-            await self._queue_changed.wait()
-            self._queue_changed = anyio.Event()
-            while self._queued and self.failure is None:
-                records, self._queued = self._queued, []
-                self._room.set()
-                self._room = anyio.Event()
-                done = 0
+        depth = WRITER_DEPTH if self.writer is not None else 1
+        inflight: deque[tuple[list[tuple[int, int, bytes]], Reply | None]] = deque()
+        try:
+            while self.failure is None:
+                if not self._queued and not inflight:
+                    await self._queue_changed.wait()
+                    self._queue_changed = anyio.Event()
+                    continue
                 try:
-                    for start in range(0, len(records), INGEST_CHUNK):
-                        await self._ingest(records[start : start + INGEST_CHUNK])
-                        done = start + INGEST_CHUNK
-                        self._notify()  # waiters on the first chunks need not wait for more
+                    while self._queued and len(inflight) < depth:
+                        chunk = self._queued[:INGEST_CHUNK]
+                        del self._queued[:INGEST_CHUNK]
+                        self._room.set()
+                        self._room = anyio.Event()
+                        # in first: if sending fails, its records are refetched below
+                        inflight.append((chunk, None))
+                        if self.writer is not None:
+                            inflight[-1] = (chunk, await self.writer.submit(chunk))
+                    chunk, reply = inflight[0]
+                    await self._ingest(chunk, reply)
                 except EventStoreError as exc:
                     logger.error("the thread index stopped: %s", exc)
                     self.failure = exc
-                finally:
-                    for partition in {r[0] for r in records[done:]}:
-                        self._refetch(partition)  # not ingested: the consumer gets them again
-                    ends = self._ends
-                    for partition in {r[0] for r in records[:done]}:
-                        if self.next_offsets.get(partition, 0) >= ends.get(partition, 0):
-                            ends.pop(partition, None)
-                    self._room.set()
-                    self._notify()
+                    break
+                inflight.popleft()
+                ends = self._ends
+                for partition in {r[0] for r in chunk}:
+                    if self.next_offsets.get(partition, 0) >= ends.get(partition, 0):
+                        ends.pop(partition, None)
+                self._notify()
+        finally:
+            # taken and not ingested (failed, or cancelled): the consumer gets them again
+            for partition in {r[0] for chunk, _ in inflight for r in chunk}:
+                self._refetch(partition)
+            self._room.set()
+            self._notify()
 
     def hand_back(self, partition: int) -> None:
         """Let the consumer fetch ``partition`` again (if the local sequencer fed it), from
@@ -253,11 +272,12 @@ class IndexFeed:
         self._consumer.seek(tp, self.next_offsets.get(partition, 0))
         self._consumer.resume(tp)
 
-    async def _ingest(self, chunk: list[tuple[int, int, bytes]]) -> None:
+    async def _ingest(self, chunk: list[tuple[int, int, bytes]], sent: Reply | None) -> None:
         """Ingest ``chunk`` (records in offset order per partition) and advance the
         offsets.
 
-        By the index writer process, if the log has one. Otherwise on the event loop,
+        By the index writer process, if the log has one (``sent``: the chunk's submission
+        to it, whose result this waits for). Otherwise on the event loop,
         unless that would wait for a lock (then in a worker thread): ingesting is Python
         work (reading each record's leading fields, building rows) around a short SQLite
         transaction that never syncs, and a worker thread would only add hand-offs of the
@@ -267,7 +287,9 @@ class IndexFeed:
         """
         stored: list[Stored]
         if self.writer is not None:
-            stored = await self.writer.ingest(chunk)
+            if sent is None:
+                sent = await self.writer.submit(chunk)
+            stored = await self.writer.result(sent)
         else:
             indexed = self.index.try_ingest(chunk)
             if indexed is None:

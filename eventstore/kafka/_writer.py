@@ -29,12 +29,14 @@ body length, the body.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import struct
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -166,21 +168,43 @@ def serve(path: str, source: BinaryIO, sink: BinaryIO) -> int:
         index.close()
 
 
+class Reply:
+    """A submitted ingest's answer, once read (``kind`` None until then)."""
+
+    __slots__ = ("body", "error", "kind")
+
+    def __init__(self) -> None:
+        self.kind: bytes | None = None
+        self.body = b""
+        self.error: IndexWriterFailed | None = None
+
+    def answer(self, kind: bytes, body: bytes) -> None:
+        self.kind, self.body = kind, body
+
+    def fail(self, error: IndexWriterFailed) -> None:
+        """No answer will come: the child is gone."""
+        self.kind, self.error = b"E", error
+
+
 class IndexWriter:
     """The parent's end of an index writer process. See the module docstring.
 
     Args:
         path: The index file (it must exist and be a thread index: the log opens it first).
 
-    One ingest at a time is sent and answered (callers take turns); an ingest in flight
-    finishes even if its caller is cancelled, so the frames never fall out of step.
+    Ingests are sent in the order submitted and answered in that order; a frame in
+    flight is sent and its answer read even if the caller is cancelled, so the frames
+    never fall out of step.
     """
 
     def __init__(self, path: Path | str) -> None:
         self.location = str(path)
         self._process: anyio.abc.Process | None = None
         self._replies: BufferedByteReceiveStream | None = None
-        self._lock = anyio.Lock()
+        self._reading: anyio.abc.Process | None = None  # the child whose replies are read
+        self._send_lock = anyio.Lock()
+        self._receive_lock = anyio.Lock()
+        self._unanswered: deque[Reply] = deque()
         self._failed: IndexWriterFailed | None = None
 
     @property
@@ -206,13 +230,15 @@ class IndexWriter:
         )
         assert self._process.stdout is not None  # asked for above
         self._replies = BufferedByteReceiveStream(self._process.stdout)
+        self._reading = self._process
         kind, body = await self._frame(self._process)
         if kind != b"R":
             raise self._failure(kind, body)
         logger.info("index writer process %d writes %s", self._process.pid, self.location)
 
     async def ingest(self, records: Sequence[tuple[int, int, bytes]]) -> list[Stored]:
-        """Ingest ``records`` in one transaction of the child's.
+        """Ingest ``records`` in one transaction of the child's: :meth:`submit`, then
+        :meth:`result`.
 
         Returns:
             ``(partition, offset, position)`` of each event stored, in ingest order.
@@ -222,25 +248,70 @@ class IndexWriter:
                 gone.
             LogClosed: the writer was closed.
         """
+        return await self.result(await self.submit(records))
+
+    async def submit(self, records: Sequence[tuple[int, int, bytes]]) -> Reply:
+        """Send ``records`` to the child (ingested in the order submitted, one transaction
+        each); :meth:`result` waits for the outcome. Submitting the next batch before the
+        last one's result keeps the child busy while this process does other work.
+
+        Raises:
+            IndexWriterFailed: the child is gone.
+            LogClosed: the writer was closed.
+        """
         frame = encode_records(records)
-        async with self._lock:
+        async with self._send_lock:
             if self._failed is not None:
                 raise self._failed
             process = self._process
             if process is None or process.stdin is None:
                 raise LogClosed(f"the index writer of {self.location!r}", "closed")
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):  # a frame is sent whole or not at all
                 try:
                     await process.stdin.send(frame)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                     raise await self._gone(process) from None
-                kind, body = await self._frame(process)
-        if kind != b"K":
-            raise self._failure(kind, body)
+            reply = Reply()
+            self._unanswered.append(reply)
+        return reply
+
+    async def result(self, reply: Reply) -> list[Stored]:
+        """Wait for the child's answer to a :meth:`submit` (whoever reads the replies
+        hands each to its request, in order).
+
+        Returns and raises as :meth:`ingest`.
+        """
+        with anyio.CancelScope(shield=True):  # the replies must not fall out of step
+            async with self._receive_lock:
+                while reply.kind is None:
+                    try:
+                        await self._take_reply()
+                    except IndexWriterFailed:
+                        break  # every unanswered request, this one too, holds the failure
+        if reply.error is not None:
+            raise reply.error
+        if reply.kind != b"K":
+            raise self._failure(reply.kind or b"", reply.body)
+        body = reply.body
         return [_STORED.unpack_from(body, i) for i in range(0, len(body), _STORED.size)]
+
+    async def _take_reply(self) -> None:
+        """Read one reply and give it to the oldest unanswered request (held with the
+        receive lock); if the child is gone, every unanswered request gets the failure."""
+        process = self._reading
+        assert process is not None  # started
+        try:
+            kind, body = await self._frame(process)
+        except IndexWriterFailed as exc:
+            while self._unanswered:
+                self._unanswered.popleft().fail(exc)
+            raise
+        self._unanswered.popleft().answer(kind, body)
 
     async def _frame(self, process: anyio.abc.Process) -> tuple[bytes, bytes]:
         assert self._replies is not None  # started
+        if self._failed is not None:
+            raise self._failed
         try:
             kind, length = _FRAME.unpack(await self._replies.receive_exactly(_FRAME.size))
             body = await self._replies.receive_exactly(length) if length else b""
@@ -266,21 +337,25 @@ class IndexWriter:
         return IndexWriterFailed(self.location, name, detail)
 
     async def aclose(self) -> None:
-        """Close the child's input and wait for it to exit (killing it after
-        ``_EXIT_TIMEOUT`` s). Idempotent."""
-        process, self._process = self._process, None
-        if process is None:
-            return
+        """Wait for the answers still due, close the child's input and wait for it to exit
+        (killing it after ``_EXIT_TIMEOUT`` s). Idempotent."""
         with anyio.CancelScope(shield=True):
-            async with self._lock:  # an ingest in flight finishes first
-                if process.stdin is not None:
-                    await process.stdin.aclose()
-                with anyio.move_on_after(_EXIT_TIMEOUT):
-                    await process.wait()
-                if process.returncode is None:
-                    logger.warning("index writer process %d did not exit; killing it", process.pid)
-                    process.kill()
-                    await process.wait()
+            async with self._send_lock:  # nothing more is sent
+                process, self._process = self._process, None
+            if process is None:
+                return
+            async with self._receive_lock:  # submitted, never awaited: read them anyway
+                with contextlib.suppress(IndexWriterFailed):
+                    while self._unanswered:
+                        await self._take_reply()
+            if process.stdin is not None:
+                await process.stdin.aclose()
+            with anyio.move_on_after(_EXIT_TIMEOUT):
+                await process.wait()
+            if process.returncode is None:
+                logger.warning("index writer process %d did not exit; killing it", process.pid)
+                process.kill()
+                await process.wait()
             await process.aclose()
 
 
