@@ -232,7 +232,8 @@ class IndexFeed:
                         del self._queued[:INGEST_CHUNK]
                         self._room.set()
                         self._room = anyio.Event()
-                        # in first: if sending fails, its records are refetched below
+                        # in first: if sending fails or is cancelled, the finally below
+                        # refetches its records
                         inflight.append((chunk, None))
                         if self.writer is not None:
                             inflight[-1] = (chunk, await self.writer.submit(chunk))
@@ -277,7 +278,8 @@ class IndexFeed:
         offsets.
 
         By the index writer process, if the log has one (``sent``: the chunk's submission
-        to it, whose result this waits for). Otherwise on the event loop,
+        to it, whose result this waits for; the ingest loop submits every chunk first).
+        Otherwise (``sent`` None) on the event loop,
         unless that would wait for a lock (then in a worker thread): ingesting is Python
         work (reading each record's leading fields, building rows) around a short SQLite
         transaction that never syncs, and a worker thread would only add hand-offs of the
@@ -286,9 +288,8 @@ class IndexFeed:
         records, a few milliseconds of work.
         """
         stored: list[Stored]
-        if self.writer is not None:
-            if sent is None:
-                sent = await self.writer.submit(chunk)
+        if sent is not None:
+            assert self.writer is not None  # only a writer hands out replies
             stored = await self.writer.result(sent)
         else:
             indexed = self.index.try_ingest(chunk)
