@@ -7,12 +7,12 @@ Run from the project root::
 
 Starts a Tansu broker, appends ``--events`` events through ``KafkaEventLog`` from
 ``--appenders`` concurrent tasks (as ``kafka.py`` does), and prints the rate, the process
-CPU time per event (the client, the sequencer and the index share one process), the
-sequencer's rounds, and, unless ``--no-profile``, the cumulative ``cProfile`` time of each
-part of the path and the top functions by own time. cProfile slows Python code down
-unevenly (many small calls most), so use it to see the shape, not for figures; the rate
-and CPU time of a ``--no-profile`` run are the figures to compare between changes (the VM
-moves them by about 10%).
+CPU time per event (the client, the sequencer and the index share one process), that of
+the index writer process and of the broker, the sequencer's rounds, and, unless
+``--no-profile``, the cumulative ``cProfile`` time of each part of the path and the top
+functions by own time. cProfile slows Python code down unevenly (many small calls most),
+so use it to see the shape, not for figures; the rate and CPU time of a ``--no-profile``
+run are the figures to compare between changes (the VM moves them by about 10%).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import os
 import pstats
 import resource
 import sys
@@ -117,6 +118,14 @@ async def append_all(
     return seconds, rounds, lookups, transactions
 
 
+def _process_cpu(pid: int | None) -> float:
+    """The user + system CPU seconds of process ``pid`` so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -181,11 +190,13 @@ def main() -> None:
 
         cpu0 = time.process_time()
         children0 = _children_cpu()
+        broker0 = _process_cpu(broker.pid)
         with collector:
             seconds, rounds, lookups, transactions = anyio.run(run)
         cpu = time.process_time() - cpu0
         # the index writer has exited (the log closed), the broker has not
         writer_cpu = _children_cpu() - children0
+        broker_cpu = _process_cpu(broker.pid) - broker0
     n = args.events
     print(f"appended: {n} events in {seconds:.2f} s, {n / seconds:.0f} events/s")
     print(f"process CPU: {1e6 * cpu / n:.0f} us per event ({cpu / seconds:.2f} of a core)")
@@ -194,6 +205,8 @@ def main() -> None:
             f"index writer process CPU: {1e6 * writer_cpu / n:.0f} us per event "
             f"({writer_cpu / seconds:.2f} of a core)"
         )
+    share = broker_cpu / seconds
+    print(f"broker CPU: {1e6 * broker_cpu / n:.0f} us per event ({share:.2f} of a core)")
     print(f"sequencer rounds: {rounds} ({n / max(1, rounds):.1f} commands per round)")
     print(f"sequencer index lookups: {lookups} ({rounds / max(1, lookups):.1f} rounds per lookup)")
     per = n / max(1, transactions)

@@ -86,6 +86,8 @@ class _PartitionState:
     produced: dict[str, _Produced] = dataclasses.field(default_factory=dict)
     # (last offset, event ids) of acknowledged rounds, to forget once the index has them
     unindexed: deque[tuple[int, list[str]]] = dataclasses.field(default_factory=deque)
+    # the commands-topic offset after the last command this member decided (-1: none yet)
+    decided_to: int = -1
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -137,6 +139,16 @@ class Sequencer:
         take_local: Given the ``batch`` header of a command record from that log, the
             commands it holds in memory (the record's very contents), or ``None``; the
             record is then decoded as any other.
+        on_deciding: Called with ``(partition, offset)`` when this member starts deciding
+            a partition's commands (caught up with its index): every outcome an earlier
+            owner wrote on that partition is below ``offset`` (the commands topic's high
+            watermark as fetched after the assignment; the earlier owner wrote them before
+            it committed and gave the partition up). From then on this member decides the
+            local log's commands there and hands their outcomes over, so the log's outcome
+            listener need not fetch that partition once it has read up to ``offset``.
+        on_released: Called with ``(partition, offset)`` when the partition is revoked:
+            ``offset`` is the first command this member did not decide (-1 if it decided
+            none), so the outcomes of the local log's later commands are at or after it.
     """
 
     def __init__(
@@ -154,7 +166,11 @@ class Sequencer:
         local_reply_to: str = "",
         deliver: Callable[[AppendOutcome], None] | None = None,
         take_local: Callable[[bytes], list[AppendCommand] | None] | None = None,
+        on_deciding: Callable[[int, int], None] | None = None,
+        on_released: Callable[[int, int], None] | None = None,
     ) -> None:
+        self._on_deciding = on_deciding
+        self._on_released = on_released
         self.bootstrap = bootstrap
         self._local = local_reply_to
         self._local_header = local_reply_to.encode()
@@ -233,8 +249,10 @@ class Sequencer:
         async with self._lock:  # let the round in progress finish and commit
             await self._flush_commits()
             for p in partitions:
-                self._partitions.pop(p, None)
+                state = self._partitions.pop(p, None)
                 self.feed.hand_back(p)  # its next writer is someone else
+                if state is not None and self._on_released is not None:
+                    self._on_released(p, state.decided_to)
 
     async def run(self) -> None:
         """Fetch and decide commands until cancelled."""
@@ -357,7 +375,7 @@ class Sequencer:
     ) -> None:
         try:
             await self._decide_and_write(tp, state, records, ahead)
-            done[tp] = records[-1].offset + 1
+            done[tp] = state.decided_to = records[-1].offset + 1
         except Exception as exc:
             # The round's effect is unknown: start over from the index at its first command.
             logger.error(
@@ -390,6 +408,9 @@ class Sequencer:
                 with anyio.fail_after(self.options.request_timeout * 4):
                     await self.feed.wait_caught_up(p, ends[threads_tp])
                 state.ready = True
+                highwater = self._consumer.highwater(tp)  # of the fetch that brought these
+                if self._on_deciding is not None and highwater is not None:
+                    self._on_deciding(p, highwater)
             ahead = self._prepare(p, state, records)
         commands = ahead.commands
         if commands:

@@ -258,6 +258,11 @@ class KafkaEventLog:
         self._sequencer: Sequencer | None = None
         self._producer: Any = None
         self._outcomes: Any = None
+        # The outcome listener's partitions that the local sequencer decides: the offset
+        # to read up to before pausing (earlier owners' outcomes are below it), and the
+        # offset at which each paused one stopped (see _quiet_listener)
+        self._pause_after: dict[int, int] = {}
+        self._paused_at: dict[int, int] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._waiters: dict[str, _Waiter] = {}
         # per partition: command batches not sent yet (the last one still filling), and
@@ -358,6 +363,8 @@ class KafkaEventLog:
                 local_reply_to=self.client_id,
                 deliver=self._deliver,
                 take_local=self._take_batch,
+                on_deciding=self._pause_after.__setitem__,
+                on_released=self._resume_listener,
             )
             await self._sequencer.start()
             self._tg.start_soon(self._supervise, "the sequencer", self._sequencer.run)
@@ -496,6 +503,8 @@ class KafkaEventLog:
         while True:
             await watch.check()
             batch: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=200, max_records=5000)
+            if self._pause_after:
+                await self._quiet_listener()
             for records in batch.values():
                 for record in records:
                     if header(record.headers, KIND) != KIND_OUTCOME:
@@ -509,6 +518,43 @@ class KafkaEventLog:
                         continue
                     for outcome in outcomes:
                         self._deliver(outcome)
+
+    async def _quiet_listener(self) -> None:
+        """Pause the outcome listener on the partitions the local sequencer decides, once
+        it has read every outcome their earlier owners wrote.
+
+        The sequencer hands this log's outcomes there over in process, so the listener
+        would fetch every command record of those partitions (this log's own, events and
+        all) only to skip them: measured, a tenth of the append path's CPU and 40% of the
+        broker's. :meth:`_resume_listener` undoes it when the partition moves away.
+        """
+        consumer = self._outcomes
+        topic = self.topology.commands.name
+        for p, until in list(self._pause_after.items()):
+            tp = TopicPartition(topic, p)
+            position = await consumer.position(tp)
+            if position >= until and self._pause_after.get(p) == until:
+                del self._pause_after[p]
+                consumer.pause(tp)
+                self._paused_at[p] = position
+                logger.debug("outcome listener paused on partition %d at offset %d", p, position)
+
+    def _resume_listener(self, partition: int, decided_to: int) -> None:
+        """The local sequencer no longer decides ``partition``: listen there again, from
+        the first command it did not decide (the outcomes of this log's later commands
+        come after them) or where the listener paused, whichever is later."""
+        self._pause_after.pop(partition, None)
+        paused_at = self._paused_at.pop(partition, None)
+        if paused_at is None:
+            return  # never paused: the listener read on
+        tp = TopicPartition(self.topology.commands.name, partition)
+        self._outcomes.seek(tp, max(paused_at, decided_to))
+        self._outcomes.resume(tp)
+        logger.debug(
+            "outcome listener resumed on partition %d at offset %d",
+            partition,
+            max(paused_at, decided_to),
+        )
 
     def _deliver(self, outcome: AppendOutcome) -> None:
         """Hand ``outcome`` to the append waiting for it (if any, and if not answered yet):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import json
 import os
 import signal
@@ -589,6 +590,54 @@ async def test_a_partition_given_up_to_another_member_is_fetched_again(
                         seen.append(e)
                         break
             assert seen and await first.version(thread) == 2
+
+
+def listener_paused(log: KafkaEventLog) -> set[int]:
+    """The commands-topic partitions the log's outcome listener does not fetch."""
+    return {tp.partition for tp in log._outcomes.paused()}
+
+
+async def listener_pauses(log: KafkaEventLog, partitions: set[int]) -> None:
+    """Wait (at most 10 s) until the listener fetches all but ``partitions``: it pauses
+    between its fetches, and nothing signals that."""
+    with anyio.fail_after(10):
+        for _ in itertools.count():
+            if listener_paused(log) == partitions:
+                return
+            await anyio.sleep(0.05)
+
+
+async def test_the_outcome_listener_skips_what_its_own_sequencer_decides_until_it_moves(
+    kafka_broker: TansuBroker,
+) -> None:
+    """Outcomes of the partitions the local sequencer decides are handed over in process,
+    so the listener stops fetching them (every command record, only to skip it); once a
+    partition moves to another member, its outcomes come over the topic again."""
+    topo = topology()
+    async with make(kafka_broker, topo) as first:
+        for i in range(8):
+            await first.append(f"t{i}", [event()])
+        await listener_pauses(first, {0, 1, 2, 3})
+        async with make(kafka_broker, topo) as second:
+            second_sequencer = second._sequencer
+            assert second_sequencer is not None
+            with anyio.fail_after(30):
+                await second_sequencer.joined.wait()
+            moved = set(second_sequencer.owned)
+            assert moved
+            # a rebalance revokes every partition; the first listens on those it keeps
+            # until its sequencer decides there again
+            for i in range(8):
+                if partition_of(f"t{i}", 4) not in moved:
+                    await first.append(f"t{i}", [event()], expected_version=1)
+            await listener_pauses(first, {0, 1, 2, 3} - moved)
+            thread = next(f"t{i}" for i in range(8) if partition_of(f"t{i}", 4) in moved)
+            # decided by the second member: the first hears of it only on the topic
+            result = await first.append(thread, [event()], expected_version=1)
+            assert result.version == 2 and result.positions
+            with pytest.raises(WrongExpectedVersion) as stale:
+                await first.append(thread, [event()], expected_version=1)
+            assert stale.value.current == 2
 
 
 async def test_a_file_index_is_written_by_a_child_process_and_its_death_is_reported(
