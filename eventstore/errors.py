@@ -17,7 +17,8 @@ with ``retriable`` whether trying the same call again can succeed::
     ├── StorageError                the storage under the log failed
     │   ├── StorageUnavailable      could not reach or lock the storage (retriable)
     │   ├── CorruptLog              the file is not an agentlog log, or is damaged
-    │   └── IndexWriterFailed       the Kafka index's writer process failed (eventstore.kafka)
+    │   ├── IndexWriterFailed       the Kafka index's writer process failed (eventstore.kafka)
+    │   └── CatchUpStalled          the Kafka index got no further for too long (eventstore.kafka)
     ├── BrokerUnavailable           the Kafka broker cannot be reached (retriable)
     ├── TopicMismatch               a Kafka topic has another partition count (eventstore.kafka)
     ├── TopicSetupFailed            the broker refused to create a topic (eventstore.kafka)

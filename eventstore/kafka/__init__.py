@@ -4,6 +4,7 @@ See ``docs/kafka.md`` for the design (command path, sequencer, thread index, pos
 """
 
 from eventstore.kafka._client import KafkaOptions, RetryPolicy, is_host_port
+from eventstore.kafka._feed import CatchUpStalled
 from eventstore.kafka._index import IndexConflict, Located, ThreadIndex
 from eventstore.kafka._topics import (
     KafkaTopology,
@@ -22,6 +23,7 @@ from eventstore.kafka.log import (
 
 __all__ = [
     "AppendTimedOut",
+    "CatchUpStalled",
     "IndexConflict",
     "IndexWriterFailed",
     "KafkaEventLog",

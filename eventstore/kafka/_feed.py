@@ -57,6 +57,30 @@ class Wakeable(Protocol):
     def set(self) -> None: ...
 
 
+class CatchUpStalled(StorageError):
+    """The thread index stopped short of what the broker reports, for longer than allowed.
+
+    Raised by a catch-up (``KafkaEventLog.catch_up``, and opening a log) when no record of
+    ``partition`` was ingested for ``seconds`` while the index stood at ``offset`` below
+    ``target``: the broker answered no fetch past that offset, or the index could not
+    store what it fetched. Nothing was lost; trying again may work.
+    """
+
+    retriable = True
+
+    def __init__(self, topic: str, partition: int, offset: int, target: int, seconds: float):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.target = target
+        self.seconds = seconds
+        super().__init__(
+            f"the thread index of {topic!r} partition {partition} stayed at offset {offset} "
+            f"for {seconds:g} s while the broker reports {target} records: it answered no "
+            "fetch past that offset, or the index could not store what it fetched"
+        )
+
+
 class IndexFeed:
     """Feeds the thread index from the threads topic; see the module docstring.
 

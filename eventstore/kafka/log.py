@@ -57,7 +57,7 @@ from eventstore.kafka._client import (
     stop_quietly,
     with_retry,
 )
-from eventstore.kafka._feed import IndexFeed
+from eventstore.kafka._feed import CatchUpStalled, IndexFeed
 from eventstore.kafka._index import ThreadIndex
 from eventstore.kafka._sequencer import Sequencer
 from eventstore.kafka._topics import KafkaTopology, ensure_topics, partition_of
@@ -203,6 +203,9 @@ class KafkaEventLog:
             (default: a fresh unique id; two open logs must not share one).
         catch_up: Whether opening waits until the index holds every event the topic had
             (see :meth:`catch_up`); otherwise reads start from what the index file had.
+        catch_up_stall: Seconds a catch-up waits for the next record of a partition that
+            is behind before it gives up with :class:`CatchUpStalled` (a catch-up that
+            keeps ingesting may take as long as it needs).
         index_writer: Whether a child process writes the index
             (:mod:`eventstore.kafka._writer`: ingesting then runs on another core than
             this process's event loop). ``None`` (the default): when the index is a file
@@ -224,12 +227,15 @@ class KafkaEventLog:
         codec: Codec | None = None,
         client_id: str | None = None,
         catch_up: bool = True,
+        catch_up_stall: float = 60.0,
         index_writer: bool | None = None,
     ) -> None:
         if not bootstrap or not all(is_host_port(a.strip()) for a in bootstrap.split(",")):
             raise ValueError(f"bootstrap must be host:port[,host:port], got {bootstrap!r}")
         if max_event_bytes < 64:
             raise ValueError(f"max_event_bytes must be at least 64, got {max_event_bytes}")
+        if catch_up_stall <= 0:
+            raise ValueError(f"catch_up_stall must be positive, got {catch_up_stall}")
         self.bootstrap = bootstrap
         self.topology = topology or KafkaTopology.default()
         self.group_id = group_id or f"{self.topology.threads.name}.sequencer"
@@ -241,6 +247,7 @@ class KafkaEventLog:
         self.client_id = client_id or f"agentlog-{uuid.uuid4().hex[:12]}"
         self._run_sequencer = sequencer
         self._catch_up_on_open = catch_up
+        self.catch_up_stall = catch_up_stall
         in_memory = str(index_path) == ":memory:"
         shipped = self.codec.schemas is shipped_schemas()
         if index_writer and in_memory:
@@ -392,6 +399,8 @@ class KafkaEventLog:
 
         Raises:
             BrokerUnavailable: the end offsets could not be read from the broker.
+            CatchUpStalled: a partition behind got no record into the index for
+                ``catch_up_stall`` seconds.
             StorageError: the index stopped.
             LogClosed: the log is not open.
         """
@@ -410,7 +419,16 @@ class KafkaEventLog:
         if behind:
             logger.info("catching up the thread index: about %d events to ingest", behind)
         for p, end in ends.items():
-            await feed.wait_caught_up(p, end)
+            while True:
+                reached = feed.next_offsets.get(p, 0)
+                with anyio.move_on_after(self.catch_up_stall):
+                    await feed.wait_caught_up(p, end)  # (again: hands the partition back)
+                    break
+                if feed.next_offsets.get(p, 0) == reached:
+                    target = max(end, feed.highwaters.get(p, 0))
+                    raise CatchUpStalled(
+                        self.topology.threads.name, p, reached, target, self.catch_up_stall
+                    )
 
     async def __aexit__(
         self,

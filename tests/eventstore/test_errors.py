@@ -18,6 +18,7 @@ from eventstore.errors import (
     UnknownSchema,
     WrongExpectedVersion,
 )
+from eventstore.kafka import CatchUpStalled
 
 EXAMPLES: list[tuple[EventStoreError, dict[str, object], str]] = [
     (LogClosed("log", "closed"), {"state": "closed"}, "log is closed"),
@@ -44,6 +45,11 @@ EXAMPLES: list[tuple[EventStoreError, dict[str, object], str]] = [
         BrokerUnavailable("127.0.0.1:9092", "refused"),
         {"bootstrap": "127.0.0.1:9092"},
         "127.0.0.1:9092 is unreachable",
+    ),
+    (
+        CatchUpStalled("agentlog.threads", 3, 7, 15, 60.0),
+        {"partition": 3, "offset": 7, "target": 15},
+        "'agentlog.threads' partition 3 stayed at offset 7 for 60 s while the broker reports 15",
     ),
 ]
 

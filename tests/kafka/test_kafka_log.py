@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventstore import BrokerUnavailable, StorageError, WrongExpectedVersion
 from eventstore.kafka import (
     AppendTimedOut,
+    CatchUpStalled,
     KafkaEventLog,
     KafkaOptions,
     KafkaTopology,
@@ -346,6 +347,33 @@ async def test_appends_and_subscribers_wait_out_a_read_holding_the_index(
                     await anyio.sleep(0.5)  # the loop keeps running meanwhile
                     assert seen == []  # nothing could be read or ingested yet
         assert seen == [1, 2, 3]
+
+
+async def test_a_catch_up_that_gets_no_further_says_where_it_stopped(
+    kafka_broker: TansuBroker,
+) -> None:
+    """An index that cannot take the records it fetches (here: held by another thread)
+    makes a catch-up give up after ``catch_up_stall`` with the partition and offsets,
+    instead of waiting forever; once it can, the same call catches up."""
+    topo = topology()
+    async with (
+        make(kafka_broker, topo) as writer,
+        make(kafka_broker, topo, sequencer=False, catch_up_stall=0.5) as reader,
+    ):
+        index = reader._index
+        assert index is not None
+        with held_by_another_thread(index):
+            result = await writer.append("t-stall", [event(), event()])
+            partition = partition_of("t-stall", 4)
+            with anyio.fail_after(20), pytest.raises(CatchUpStalled) as info:
+                await reader.catch_up()
+            stalled = info.value
+            assert (stalled.partition, stalled.offset) == (partition, 0)
+            assert stalled.target >= 1 and stalled.retriable
+            assert f"partition {partition} stayed at offset 0 for 0.5 s" in str(stalled)
+        with anyio.fail_after(20):
+            await reader.catch_up()
+        assert [e.position for e in await reader.read_thread("t-stall")] == list(result.positions)
 
 
 async def test_a_second_sequencer_takes_over_with_the_versions_intact(
