@@ -85,12 +85,31 @@ def _timestamp_millis(value: datetime) -> bytes:
         raise TypeError(f"expected a timezone-aware datetime, got {value!r}")
     delta = value - _EPOCH
     # the same truncation fastavro applies to sub-millisecond parts
-    return long_bytes((delta.days * 86_400 + delta.seconds) * 1000 + int(delta.microseconds / 1000))
+    ms = (delta.days * 86_400 + delta.seconds) * 1000 + int(delta.microseconds / 1000)
+    if _SIX_BYTES_FROM <= ms < _SIX_BYTES_TO:  # mid-1970 to 2039: six bytes, written in one go
+        z = ms << 1
+        return bytes(
+            (
+                z & 0x7F | 0x80,
+                z >> 7 & 0x7F | 0x80,
+                z >> 14 & 0x7F | 0x80,
+                z >> 21 & 0x7F | 0x80,
+                z >> 28 & 0x7F | 0x80,
+                z >> 35,
+            )
+        )
+    return long_bytes(ms)
 
 
-def map_writer(values: Encoder) -> Encoder:
+# The non-negative longs whose varint takes exactly six bytes: zig-zag values 2**35..2**42.
+_SIX_BYTES_FROM, _SIX_BYTES_TO = 1 << 34, 1 << 41
+
+
+def map_writer(values: Encoder, cached_keys: bool = False) -> Encoder:
     """An encoder of an Avro map (any ``Mapping``) whose values ``values`` encodes, written
-    as one block."""
+    as one block; with ``cached_keys``, the encodings of keys seen are remembered (for keys
+    that repeat, such as the actors of a version vector)."""
+    key_bytes = _cached_string() if cached_keys else string_bytes
 
     def encode(value: Mapping[str, Any]) -> bytes:
         if not isinstance(value, Mapping):
@@ -99,7 +118,7 @@ def map_writer(values: Encoder) -> Encoder:
             return b"\x00"
         parts = [long_bytes(len(value))]
         for key, item in value.items():
-            parts.append(string_bytes(key))
+            parts.append(key_bytes(key))
             parts.append(values(item))
         parts.append(b"\x00")
         return b"".join(parts)
@@ -136,11 +155,14 @@ def field_encoder(schema: Any, cached: bool = False) -> Encoder | None:
 
     Args:
         schema: The field's (expanded) Avro type.
-        cached: For strings: remember encodings of values seen (for values that repeat).
+        cached: For strings, remember encodings of values seen (for values that repeat);
+            for maps, of keys seen.
     """
     kind = simple_kind(schema)
     if kind == "string" and cached:
         return _cached_string()
+    if kind == "map_of_longs" and cached:
+        return map_writer(long_bytes, cached_keys=True)
     return None if kind is None else _ENCODERS[kind]
 
 

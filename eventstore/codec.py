@@ -175,7 +175,24 @@ def _short_head(data: bytes) -> tuple[str, str, str, int, str, int, int] | None:
     return event_id, thread_id, tenant, seq, type_, millis, end + 6
 
 
-#: The envelope fields (but the payload) that :func:`_read_short_envelope` is written for;
+def _envelope_values(thread_id: str, event: NewEvent) -> dict[str, Any]:
+    """The envelope's fields of ``event`` in ``thread_id``, but ``seq`` and the payload."""
+    return {
+        "event_id": event.event_id,
+        "thread_id": thread_id,
+        "tenant": event.tenant,
+        "type": event.payload.TYPE,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "version_vector": event.version_vector,
+        "causation_id": event.causation_id,
+        "correlation_id": event.correlation_id,
+        "idempotency_key": event.idempotency_key,
+    }
+
+
+#: The envelope fields (but the payload) that :func:`_read_short_envelope` and the short
+#: path of :meth:`Codec.prepare` are written for;
 #: a codec whose envelope differs reads every event with the general readers.
 _SHORT_ENVELOPE = [
     ("event_id", "string"),
@@ -293,6 +310,11 @@ class Codec:
         self._short_envelope = [(f["name"], f["type"]) for f in envelope["fields"][:-1]] == (
             _SHORT_ENVELOPE
         )
+        self._short_writers = (
+            tuple(enc for _, enc in self._fast.head + self._fast.tail)
+            if self._short_envelope
+            else None
+        )
         broken = {
             v: p for v, p in check_backward_transitive(envelope, self.schemas.history).items() if p
         }
@@ -310,7 +332,7 @@ class Codec:
             SchemaError: an envelope field has a type the direct encoder does not write
                 (extend ``eventstore/_avro_write.py``), or ``payload`` is not the last field.
         """
-        repeats = {"thread_id", "tenant", "type", "actor"}
+        repeats = {"thread_id", "tenant", "type", "actor", "version_vector"}
         cut = next(i for i, f in enumerate(fields) if f["name"] == "seq")
         encoders = []
         for field in fields:
@@ -388,27 +410,38 @@ class Codec:
             raise InvalidEvent(
                 event_type, "occurred_at", f"must be a timezone-aware datetime, got {occurred!r}"
             )
+        if self._short_writers is not None:
+            # the usual envelope: its encoders called in field order, no dict of values
+            ev_id, thread, tenant, kind, occurred_at, actor, vector, cause, corr, key = (
+                self._short_writers
+            )
+            try:
+                head = b"".join(
+                    (self._prefix, ev_id(event.event_id), thread(thread_id), tenant(event.tenant))
+                )
+                tail = b"".join(
+                    (
+                        kind(event_type),
+                        occurred_at(occurred),
+                        actor(event.actor),
+                        vector(event.version_vector),
+                        cause(event.causation_id),
+                        corr(event.correlation_id),
+                        key(event.idempotency_key),
+                        self._payload_bytes(payload),
+                    )
+                )
+            except Exception as exc:  # as below
+                raise self._invalid(thread_id, event, exc) from exc
+            return PreparedEvent(event.event_id, event_type, head, tail)
         fast = self._fast
-        values = {
-            "event_id": event.event_id,
-            "thread_id": thread_id,
-            "tenant": event.tenant,
-            "type": event_type,
-            "occurred_at": occurred,
-            "actor": event.actor,
-            "version_vector": event.version_vector,
-            "causation_id": event.causation_id,
-            "correlation_id": event.correlation_id,
-            "idempotency_key": event.idempotency_key,
-        }
+        values = _envelope_values(thread_id, event)
         try:
             head = self._prefix + b"".join([enc(values[n]) for n, enc in fast.head])
             tail = b"".join([enc(values[n]) for n, enc in fast.tail])
             body = self._payload_bytes(payload)
         except Exception as exc:  # fastavro raises many kinds; diagnose names the field
-            raise self._invalid(
-                {**values, "seq": 1, "payload": to_avro(payload)}, event_type, exc
-            ) from exc
+            raise self._invalid(thread_id, event, exc) from exc
         return PreparedEvent(event.event_id, event_type, head, tail + body)
 
     def _payload_bytes(self, payload: Payload) -> bytes:
@@ -458,7 +491,11 @@ class Codec:
         )
         return self.encode(record.thread_id, record.seq, new)
 
-    def _invalid(self, datum: dict[str, Any], event_type: str, exc: Exception) -> InvalidEvent:
+    def _invalid(self, thread_id: str, event: NewEvent, exc: Exception) -> InvalidEvent:
+        """The :class:`InvalidEvent` naming the field of ``event`` that failed to encode
+        with ``exc`` (fastavro's validator finds it)."""
+        event_type = event.payload.TYPE
+        datum = {**_envelope_values(thread_id, event), "seq": 1, "payload": to_avro(event.payload)}
         try:
             fastavro.validation.validate(datum, self._parsed, raise_errors=True)
         except fastavro.validation.ValidationError as err:

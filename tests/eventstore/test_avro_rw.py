@@ -75,6 +75,16 @@ def test_cached_strings_encode_the_same_and_stay_bounded() -> None:
     assert encode("thread-1") == _fastavro("string", "thread-1")
 
 
+def test_maps_with_cached_keys_encode_the_same() -> None:
+    encode = field_encoder(MAP, cached=True)
+    plain = field_encoder(MAP)
+    assert encode is not None and plain is not None and encode is not plain
+    for i in range(5000):
+        value = {"planner": i, f"agent-{i % 7}": -i, f"actor-{i}": 2**40}
+        assert encode(value) == plain(value) == _fastavro(MAP, value)
+    assert encode({}) == b"\x00"
+
+
 def test_maps_of_several_blocks_are_read() -> None:
     one = _fastavro("string", "a") + long_bytes(1)
     two = _fastavro("string", "b") + long_bytes(2) + _fastavro("string", "a") + long_bytes(3)
