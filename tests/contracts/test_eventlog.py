@@ -313,6 +313,24 @@ async def test_subscribe_can_be_cancelled(log: EventLog) -> None:
     assert scope.cancelled_caught
 
 
+async def test_an_append_cancelled_while_it_waits_can_be_retried_into_one_event(
+    log: EventLog,
+) -> None:
+    # Cancelled after it was handed over, an append may or may not have been stored; a
+    # retry with the same event ids stores it once either way.
+    for delay in (0, 0.001, 0.01):
+        thread = f"cancelled-{delay}"
+        new = event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(log.append, thread, [new])
+            await anyio.sleep(delay)
+            tg.cancel_scope.cancel()
+        result = await log.append(thread, [new])
+        stored = await log.read_thread(thread)
+        assert [e.event_id for e in stored] == [new.event_id]
+        assert result.positions == (stored[0].position,)
+
+
 async def test_closed_log_refuses_work_and_cannot_reopen(make_log: LogFactory) -> None:
     log = make_log()
     with pytest.raises(LogClosed):

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from eventstore import CorruptLog, EmbeddedEventLog, LogClosed, StorageUnavailable
@@ -76,6 +77,19 @@ async def test_acknowledged_appends_survive_kill_9(log_path: Path) -> None:
         assert (
             await log.append("crash-0", [event()], expected_version=version)
         ).version == version + 1
+
+
+async def test_an_append_cancelled_once_queued_is_still_committed(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path) as log:
+        new = event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(log.append, "cancelled", [new])
+            await anyio.lowlevel.checkpoint()  # it is queued for the writer, waiting
+            tg.cancel_scope.cancel()
+        await log.append("later", [event()])  # groups commit in order
+        assert await log.version("cancelled") == 1
+        retry = await log.append("cancelled", [new])
+        assert retry.deduplicated and retry.version == 1
 
 
 async def test_processes_sharing_a_file_keep_one_winner_per_version(log_path: Path) -> None:
