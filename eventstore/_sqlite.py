@@ -3,23 +3,15 @@
 One :class:`SqliteStore` owns a writer connection (used by one thread at a time: the log's
 single writer task hands it whole batches) and a reader connection guarded by a lock.
 
-Tables::
+The file format (tables, statements, upgrades) is in :mod:`eventstore._sqlite_format`.
 
-    threads(tid INTEGER PRIMARY KEY, thread_id TEXT UNIQUE, tenant TEXT)
-    events(position INTEGER PRIMARY KEY, tid, seq, event_key, occurred_at, body BLOB)
-      UNIQUE INDEX (tid, seq)       -- reading a thread; the last line of defence for seq
-      INDEX (event_key)             -- idempotency: first 8 bytes of a UUID event_id, else a hash
-
-Threads get small integer ids so the per-thread index stays compact when thousands of
-threads interleave. A thread's version is ``max(seq)`` for its ``tid``. Versions and thread
-ids are cached between batches; ``PRAGMA data_version`` tells when another process wrote,
-and the caches are dropped then.
+Versions and thread ids are cached between batches; ``PRAGMA data_version`` tells when
+another process wrote, and the caches are dropped then.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import sqlite3
 import threading
@@ -27,7 +19,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from eventstore._sqlite_file import LOG_APPLICATION_ID, claim, sqlite_locked
+from eventstore._sqlite_file import claim, sqlite_locked
+from eventstore._sqlite_format import (
+    APPLICATION_ID,
+    DDL,
+    INSERT_EVENTS,
+    INSERT_RECENT,
+    RECENT_ROWS,
+    SCHEMA_VERSION,
+    SETTLE,
+    SETTLE_ROWS,
+    SETTLED_ROWS,
+    UPGRADES,
+    VERSION_OF_T,
+    VERSION_OF_THREAD,
+    VERSION_OF_TID,
+    event_key,
+)
 from eventstore.codec import HEADER_SIZE, Codec, PreparedEvent
 from eventstore.decide import Duplicate, Rejected, StoredEvent, decide
 from eventstore.envelope import AppendResult, RecordedEvent
@@ -40,36 +48,6 @@ from eventstore.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-APPLICATION_ID = LOG_APPLICATION_ID  # "AGLG": marks a SQLite file as an agentlog log
-SCHEMA_VERSION = 1
-
-_DDL = (
-    "CREATE TABLE threads (tid INTEGER PRIMARY KEY, thread_id TEXT NOT NULL UNIQUE,"
-    " tenant TEXT NOT NULL)",
-    "CREATE TABLE events (position INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
-    " seq INTEGER NOT NULL, event_key INTEGER NOT NULL, occurred_at INTEGER NOT NULL,"
-    " body BLOB NOT NULL)",
-    "CREATE UNIQUE INDEX events_thread_seq ON events (tid, seq)",
-    "CREATE INDEX events_event_key ON events (event_key)",
-)
-
-
-def event_key(event_id: str) -> int:
-    """Signed 64-bit index key of an event id.
-
-    A UUID's first 8 bytes are used as they are (for UUIDv7 that is its timestamp, so the
-    index grows at its end); any other id is hashed.
-    """
-    if len(event_id) == 36 and event_id[8] == "-" and event_id[13] == "-":
-        try:
-            key = int(event_id[:8] + event_id[9:13] + event_id[14:18], 16)
-        except ValueError:
-            pass
-        else:
-            return key - (1 << 64) if key >= 1 << 63 else key
-    digest = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 def _event_id_of(body: bytes) -> str:
@@ -110,10 +88,20 @@ _REPEATS = 1 << 64  # marker key (outside the int64 range): the batch repeats an
 class StagedBatch:
     """Appends written into an open transaction, waiting for :meth:`SqliteStore.finish`."""
 
-    __slots__ = ("data_version", "failure", "hits", "new_tids", "requests", "rows", "versions")
+    __slots__ = (
+        "data_version",
+        "failure",
+        "hits",
+        "new_tids",
+        "recent",
+        "requests",
+        "rows",
+        "versions",
+    )
 
     def __init__(self, requests: Sequence[AppendRequest]) -> None:
         self.requests = requests
+        self.recent = -1  # rows in thread_index_recent once committed
         self.failure: StorageError | None = None
         self.data_version = -1
         self.hits: _Hits = {}
@@ -167,6 +155,8 @@ class SqliteStore:
         max_event_bytes: Largest encoded event accepted.
         busy_timeout_ms: How long to wait for another process's lock.
         cache_mib: Page cache of each of the two connections, at most (grows as used).
+        settle_rows: Rows of the recent part of the thread index that a commit moves
+            into the settled part (see the module docstring).
 
     Raises:
         CorruptLog: the file is not a SQLite database, or is another application's.
@@ -182,8 +172,13 @@ class SqliteStore:
         max_event_bytes: int,
         busy_timeout_ms: int,
         cache_mib: int = 256,
+        settle_rows: int = SETTLE_ROWS,
     ) -> None:
+        if settle_rows < 1:
+            raise ValueError(f"settle_rows must be at least 1, got {settle_rows}")
         self.path = path
+        self.settle_rows = settle_rows
+        self._recent = -1  # rows in thread_index_recent as of the last commit; -1: unknown
         self.location = str(path)
         self.codec = codec
         self.max_event_bytes = max_event_bytes
@@ -224,7 +219,8 @@ class SqliteStore:
             self.location,
             application_id=APPLICATION_ID,
             format_version=SCHEMA_VERSION,
-            ddl=_DDL,
+            ddl=DDL,
+            upgrades=UPGRADES,
         )
 
     def close(self) -> None:
@@ -267,6 +263,14 @@ class SqliteStore:
             if batch.data_version != self._data_version:
                 self._tids.clear()
                 self._versions.clear()
+                self._recent = -1
+            recent = self._recent
+            if recent < 0:
+                recent = con.execute("SELECT count(*) FROM thread_index_recent").fetchone()[0]
+            if recent >= self.settle_rows:
+                for statement in SETTLE:
+                    con.execute(statement)
+                recent = 0
             position = con.execute("SELECT max(position) FROM events").fetchone()[0] or 0
             batch.hits = self._existing(con, requests)
             for req in requests:
@@ -274,11 +278,10 @@ class SqliteStore:
                     position = self._apply(con, req, position, batch)
                 except EventStoreError as exc:
                     req.error = exc
-            con.executemany(
-                "INSERT INTO events (position, tid, seq, event_key, occurred_at, body)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                batch.rows,
-            )
+            rows = batch.rows
+            con.executemany(INSERT_EVENTS, rows)
+            con.executemany(INSERT_RECENT, [(r[0], r[1], r[2]) for r in rows])
+            batch.recent = recent + len(rows)
         except sqlite3.Error as exc:
             batch.failure = _translate(exc, self.location, "writing appends")
         return batch
@@ -302,11 +305,13 @@ class SqliteStore:
             self._tids.clear()
             self._versions.clear()
             self._data_version = -1
+            self._recent = -1
             for req in batch.requests:
                 req.result = None
                 req.error = batch.failure
             return
         self._data_version = batch.data_version
+        self._recent = batch.recent
         self._tids.update(batch.new_tids)
         self._versions.update(batch.versions)
 
@@ -315,6 +320,7 @@ class SqliteStore:
         self._tids.clear()
         self._versions.clear()
         self._data_version = -1
+        self._recent = -1
         try:
             if self._w.in_transaction:
                 self._w.execute("ROLLBACK")
@@ -368,8 +374,7 @@ class SqliteStore:
         if v is None:
             v = self._versions.get(tid)
         if v is None:
-            row = con.execute("SELECT max(seq) FROM events WHERE tid = ?", (tid,)).fetchone()
-            v = int(row[0] or 0)
+            v = int(con.execute(VERSION_OF_TID, (tid,)).fetchone()[0])
             self._versions[tid] = v
         return v
 
@@ -462,11 +467,13 @@ class SqliteStore:
                 ).fetchone()
                 if row is None:
                     return []
-                rows = self._r.execute(
-                    "SELECT position, occurred_at, body FROM events"
-                    " WHERE tid = ? AND seq >= ? AND seq <= ? ORDER BY seq",
-                    (row[0], from_seq, to_seq if to_seq is not None else 1 << 62),
-                ).fetchall()
+                args = (row[0], from_seq, to_seq if to_seq is not None else 1 << 62)
+                self._r.execute("BEGIN")  # both parts of the index from one snapshot
+                try:
+                    rows = self._r.execute(SETTLED_ROWS, args).fetchall()
+                    rows += self._r.execute(RECENT_ROWS, args).fetchall()
+                finally:
+                    self._r.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
         return rows
@@ -507,14 +514,10 @@ class SqliteStore:
         """The thread's version (0 when it has no events)."""
         with self._read_lock:
             try:
-                row = self._r.execute(
-                    "SELECT max(e.seq) FROM threads t JOIN events e ON e.tid = t.tid"
-                    " WHERE t.thread_id = ?",
-                    (thread_id,),
-                ).fetchone()
+                row = self._r.execute(VERSION_OF_THREAD, (thread_id,)).fetchone()
             except sqlite3.Error as exc:
                 raise _translate(exc, self.location, f"reading thread {thread_id!r}") from exc
-        return int(row[0] or 0)
+        return 0 if row is None else int(row[0])
 
     def head(self) -> int:
         """Position of the last event in the log (0 when empty)."""
@@ -532,9 +535,10 @@ class SqliteStore:
                 return [
                     (str(r[0]), str(r[1]), int(r[2] or 0), int(r[3] or 0))
                     for r in self._r.execute(
-                        "SELECT t.thread_id, t.tenant,"
-                        " (SELECT max(seq) FROM events e WHERE e.tid = t.tid),"
-                        " (SELECT min(position) FROM events e WHERE e.tid = t.tid)"
+                        f"SELECT t.thread_id, t.tenant, ({VERSION_OF_T}),"
+                        " coalesce((SELECT position FROM thread_index WHERE tid = t.tid"
+                        " ORDER BY seq LIMIT 1), (SELECT position FROM thread_index_recent"
+                        " WHERE tid = t.tid ORDER BY seq LIMIT 1))"
                         " FROM threads t WHERE t.thread_id > ? ORDER BY t.thread_id LIMIT ?",
                         (after, limit),
                     )

@@ -8,10 +8,13 @@ exactly once even when several processes open a new file at the same moment.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 
 from eventstore.errors import CorruptLog, StorageError
+
+log = logging.getLogger(__name__)
 
 LOG_APPLICATION_ID = 0x41474C47  # "AGLG"
 INDEX_APPLICATION_ID = 0x41474C49  # "AGLI"
@@ -40,6 +43,7 @@ def claim(
     rebuild_hint: str = "",
     known: Mapping[int, str] = KNOWN_FILES,
     page_size: int | None = None,
+    upgrades: Mapping[int, Sequence[str]] | None = None,
 ) -> None:
     """Check that ``con``'s file is ours (or empty), switch it to WAL, create the tables.
 
@@ -54,6 +58,9 @@ def claim(
         page_size: SQLite page size (bytes, a power of two from 512 to 65536) for a file
             this call creates; SQLite's default (4096) if None. A file that exists keeps
             its own.
+        upgrades: Per older format, the statements that turn a file of that format into
+            ``format_version``; they run once, in one transaction, when such a file is
+            opened. A format not listed is refused.
 
     Raises:
         CorruptLog: the file is another kind of agentlog file, another application's
@@ -65,13 +72,16 @@ def claim(
     app_id = con.execute("PRAGMA application_id").fetchone()[0]
     version = con.execute("PRAGMA user_version").fetchone()[0]
     if app_id == application_id:
-        if version != format_version:
+        if version != format_version and version not in (upgrades or {}):
             raise CorruptLog(
                 location,
                 f"{what.split(' ', 1)[1]} format {version}, this agentlog reads format "
                 f"{format_version}{rebuild_hint}",
             )
         con.execute("PRAGMA journal_mode = WAL")
+        if version != format_version:
+            assert upgrades is not None
+            _upgrade(con, location, what, version, format_version, upgrades[version])
         return
     if app_id in known:
         raise CorruptLog(location, f"is {known[app_id]}, not {what}")
@@ -94,6 +104,31 @@ def claim(
             for statement in ddl:
                 con.execute(statement)
             con.execute(f"PRAGMA application_id = {application_id}")
+            con.execute(f"PRAGMA user_version = {format_version}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(
+    con: sqlite3.Connection,
+    location: str,
+    what: str,
+    version: int,
+    format_version: int,
+    statements: Sequence[str],
+) -> None:
+    """Run ``statements`` to turn a file of format ``version`` into ``format_version``,
+    in one transaction (another process may have done it while we waited for the lock)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] == version:
+            log.info(
+                "%s: upgrading %s from format %d to %d", location, what, version, format_version
+            )
+            for statement in statements:
+                con.execute(statement)
             con.execute(f"PRAGMA user_version = {format_version}")
         con.execute("COMMIT")
     except BaseException:

@@ -32,6 +32,7 @@ import anyio.to_thread
 from eventstore._append import prepare_append
 from eventstore._loop import decode_on_loop, decode_positioned_on_loop
 from eventstore._sqlite import AppendRequest, SqliteStore, decode_prefix
+from eventstore._sqlite_format import SETTLE_ROWS
 from eventstore.codec import Codec
 from eventstore.envelope import (
     AppendResult,
@@ -81,6 +82,8 @@ class EmbeddedEventLog:
         poll_interval: How often a tailing subscriber checks for other processes' appends.
         busy_timeout: Seconds to wait for another process's write lock.
         cache_mib: SQLite page cache per connection (two connections), at most, in MiB.
+        settle_rows: Events the recent part of the thread index gathers before a commit
+            moves them into the settled part (``eventstore/_sqlite.py``); tuning and tests.
         codec: The codec (default: the shipped schemas).
 
     Use it as ``async with EmbeddedEventLog(path) as log: ...``.
@@ -96,12 +99,15 @@ class EmbeddedEventLog:
         poll_interval: float = 0.2,
         busy_timeout: float = 10.0,
         cache_mib: int = 256,
+        settle_rows: int = SETTLE_ROWS,
         codec: Codec | None = None,
     ) -> None:
         if max_event_bytes < 64:
             raise ValueError(f"max_event_bytes must be at least 64, got {max_event_bytes}")
         if max_pending < 1:
             raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        if settle_rows < 1:
+            raise ValueError(f"settle_rows must be at least 1, got {settle_rows}")
         self.path = Path(path)
         self.fsync = fsync
         self.max_event_bytes = max_event_bytes
@@ -110,6 +116,7 @@ class EmbeddedEventLog:
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
         self._cache_mib = cache_mib
+        self._settle_rows = settle_rows
         self._state = "unopened"
         self._store: SqliteStore | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -151,6 +158,7 @@ class EmbeddedEventLog:
             max_event_bytes=self.max_event_bytes,
             busy_timeout_ms=int(self._busy_timeout * 1000),
             cache_mib=self._cache_mib,
+            settle_rows=self._settle_rows,
         )
 
     async def __aexit__(

@@ -21,13 +21,20 @@ from tests.contracts.snapshot_stores import pg_schema, snapshot_store  # noqa: F
 LogFactory = Callable[..., AbstractAsyncContextManager[EventLog]]
 
 
-def _embedded(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
+def _embedded(request: pytest.FixtureRequest, tmp_path: Path, **defaults: object) -> LogFactory:
     counter = iter(range(1_000_000))
 
     def make(**options: object) -> AbstractAsyncContextManager[EventLog]:
-        return EmbeddedEventLog(tmp_path / f"log-{next(counter)}.db", **options)  # type: ignore[arg-type]
+        path = tmp_path / f"log-{next(counter)}.db"
+        return EmbeddedEventLog(path, **{**defaults, **options})  # type: ignore[arg-type]
 
     return make
+
+
+def _embedded_settling(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
+    """The embedded log whose thread index moves its recent part into the settled part
+    at nearly every commit, so that every contract also holds across that move."""
+    return _embedded(request, tmp_path, settle_rows=2)
 
 
 #: Kafka client settings for tests: a short session so a new sequencer group forms in
@@ -59,7 +66,7 @@ def _kafka(request: pytest.FixtureRequest, tmp_path: Path) -> LogFactory:
     return make
 
 
-BACKENDS = {"embedded": _embedded, "kafka": _kafka}
+BACKENDS = {"embedded": _embedded, "embedded-settling": _embedded_settling, "kafka": _kafka}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -5,10 +5,12 @@ Prints ``ack EVENT_ID POSITION SEQ THREAD`` after each append returns, flushed a
 the parent knows exactly what was acknowledged before it kills this process.
 With THREAD, every writer appends to that one thread with expected versions (lost races
 print ``lost``), which exercises cross-process optimistic concurrency.
+``SETTLE_ROWS`` in the environment sets the log's ``settle_rows``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
@@ -18,7 +20,8 @@ from eventstore.payloads import Message, Part
 
 
 async def main(path: str, writers: int, shared: str | None) -> None:
-    async with EmbeddedEventLog(path) as log:
+    settle = {"settle_rows": int(os.environ["SETTLE_ROWS"])} if "SETTLE_ROWS" in os.environ else {}
+    async with EmbeddedEventLog(path, **settle) as log:
 
         async def writer(w: int) -> None:
             n = 0

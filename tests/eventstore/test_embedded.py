@@ -15,17 +15,22 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from eventstore import CorruptLog, EmbeddedEventLog, LogClosed, StorageUnavailable
+from eventstore import Codec, CorruptLog, EmbeddedEventLog, LogClosed, StorageUnavailable
+from eventstore._sqlite_file import LOG_APPLICATION_ID
+from eventstore._sqlite_format import event_key
 from tests.samples import event
 
 pytestmark = pytest.mark.anyio
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 ROOT = Path(__file__).resolve().parents[2]
+CODEC = Codec()
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(*args: str, settle_rows: int | None = None) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if settle_rows is not None:
+        env["SETTLE_ROWS"] = str(settle_rows)
     return subprocess.Popen(
         [sys.executable, str(WRITER), *args],
         stdout=subprocess.PIPE,
@@ -92,11 +97,14 @@ async def test_an_append_cancelled_once_queued_is_still_committed(log_path: Path
         assert retry.deduplicated and retry.version == 1
 
 
-async def test_processes_sharing_a_file_keep_one_winner_per_version(log_path: Path) -> None:
+@pytest.mark.parametrize("settle_rows", [None, 3], ids=["default", "settling"])
+async def test_processes_sharing_a_file_keep_one_winner_per_version(
+    log_path: Path, settle_rows: int | None
+) -> None:
     log_path.parent.mkdir(parents=True)
     async with EmbeddedEventLog(log_path) as log:
         await log.append("shared", [event()])
-    procs = [_spawn(str(log_path), "3", "shared") for _ in range(2)]
+    procs = [_spawn(str(log_path), "3", "shared", settle_rows=settle_rows) for _ in range(2)]
     try:
         acks = [a for p in procs for a in _read_acks(p, 60)]
     finally:
@@ -110,6 +118,99 @@ async def test_processes_sharing_a_file_keep_one_winner_per_version(log_path: Pa
     by_seq = {e.seq: e.event_id for e in stored}
     for event_id, _, seq, _ in acks:
         assert by_seq[int(seq)] == event_id
+
+
+async def test_the_thread_index_moves_recent_events_into_the_settled_part(
+    log_path: Path,
+) -> None:
+    positions: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+    async with EmbeddedEventLog(log_path, settle_rows=5) as log:
+        for i in range(23):
+            thread = "abc"[i % 3]
+            positions[thread] += (await log.append(thread, [event()])).positions
+        positions["a"] += (await log.append("a", [event() for _ in range(4)])).positions
+        for thread, expected in positions.items():
+            n = len(expected)
+            assert [e.position for e in await log.read_thread(thread)] == expected
+            assert [e.seq for e in await log.read_thread(thread)] == list(range(1, n + 1))
+            window = await log.read_thread(thread, 2, n - 1)  # across both parts
+            assert [e.position for e in window] == expected[1:-1]
+            assert await log.version(thread) == n
+        assert [(t.thread_id, t.version, t.first_position) for t in await log.threads()] == [
+            (thread, len(expected), expected[0]) for thread, expected in positions.items()
+        ]
+    con = sqlite3.connect(log_path)
+    try:
+        settled, recent, total, distinct = con.execute(
+            "SELECT (SELECT count(*) FROM thread_index), (SELECT count(*) FROM"
+            " thread_index_recent), (SELECT count(*) FROM events), (SELECT count(*) FROM"
+            " (SELECT position FROM thread_index UNION SELECT position FROM thread_index_recent))"
+        ).fetchone()
+    finally:
+        con.close()
+    assert settled + recent == total == distinct == 27  # every event in exactly one part
+    assert settled >= 20 and recent <= 5 + 4
+
+
+#: The tables of format 1 of the log file, as agentlog 0.1 created them before the thread
+#: index had two parts.
+FORMAT_1 = (
+    "CREATE TABLE threads (tid INTEGER PRIMARY KEY, thread_id TEXT NOT NULL UNIQUE,"
+    " tenant TEXT NOT NULL)",
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, event_key INTEGER NOT NULL, occurred_at INTEGER NOT NULL,"
+    " body BLOB NOT NULL)",
+    "CREATE UNIQUE INDEX events_thread_seq ON events (tid, seq)",
+    "CREATE INDEX events_event_key ON events (event_key)",
+)
+
+
+async def test_a_format_1_log_is_upgraded_when_opened(log_path: Path) -> None:
+    log_path.parent.mkdir(parents=True)
+    stream = [("a", event()), ("b", event()), ("a", event())]
+    con = sqlite3.connect(log_path, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    for statement in FORMAT_1:
+        con.execute(statement)
+    con.executemany("INSERT INTO threads VALUES (?, ?, 'default')", [(1, "a"), (2, "b")])
+    seqs: dict[str, int] = {}
+    for position, (thread, new) in enumerate(stream, 1):
+        seqs[thread] = seq = seqs.get(thread, 0) + 1
+        body = CODEC.encode(thread, seq, new)
+        con.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (position, 1 if thread == "a" else 2, seq, event_key(new.event_id), 0, body),
+        )
+    con.execute(f"PRAGMA application_id = {LOG_APPLICATION_ID}")
+    con.execute("PRAGMA user_version = 1")
+    con.close()
+    async with EmbeddedEventLog(log_path) as log:
+        assert [e.event_id for e in await log.read_thread("a")] == [
+            stream[0][1].event_id,
+            stream[2][1].event_id,
+        ]
+        assert await log.version("a") == 2
+        assert (await log.append("a", [event()], expected_version=2)).first_seq == 3
+        assert (await log.append("b", [stream[1][1]])).deduplicated
+    con = sqlite3.connect(log_path)
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert not con.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'events_thread_seq'"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+async def test_a_log_of_an_unknown_format_is_refused(log_path: Path) -> None:
+    async with EmbeddedEventLog(log_path):
+        pass
+    con = sqlite3.connect(log_path)
+    con.execute("PRAGMA user_version = 9")
+    con.close()
+    with pytest.raises(CorruptLog, match="log format 9, this agentlog reads format 2"):
+        async with EmbeddedEventLog(log_path):
+            pass
 
 
 async def test_subscriber_sees_appends_of_another_process(log_path: Path) -> None:
