@@ -156,7 +156,7 @@ class SqliteStore:
         busy_timeout_ms: How long to wait for another process's lock.
         cache_mib: Page cache of each of the two connections, at most (grows as used).
         settle_rows: Rows of the recent part of the thread index that a commit moves
-            into the settled part (see the module docstring).
+            into the settled part (see :mod:`eventstore._sqlite_format`; the log checks it).
 
     Raises:
         CorruptLog: the file is not a SQLite database, or is another application's.
@@ -174,8 +174,6 @@ class SqliteStore:
         cache_mib: int = 256,
         settle_rows: int = SETTLE_ROWS,
     ) -> None:
-        if settle_rows < 1:
-            raise ValueError(f"settle_rows must be at least 1, got {settle_rows}")
         self.path = path
         self.settle_rows = settle_rows
         self._recent = -1  # rows in thread_index_recent as of the last commit; -1: unknown

@@ -83,7 +83,7 @@ class EmbeddedEventLog:
         busy_timeout: Seconds to wait for another process's write lock.
         cache_mib: SQLite page cache per connection (two connections), at most, in MiB.
         settle_rows: Events the recent part of the thread index gathers before a commit
-            moves them into the settled part (``eventstore/_sqlite.py``); tuning and tests.
+            moves them into the settled part (``eventstore/_sqlite_format.py``); tuning and tests.
         codec: The codec (default: the shipped schemas).
 
     Use it as ``async with EmbeddedEventLog(path) as log: ...``.

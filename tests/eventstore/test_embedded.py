@@ -293,6 +293,8 @@ def test_bad_options_are_refused(log_path: Path) -> None:
         EmbeddedEventLog(log_path, max_event_bytes=10)
     with pytest.raises(ValueError, match="max_pending"):
         EmbeddedEventLog(log_path, max_pending=0)
+    with pytest.raises(ValueError, match="settle_rows"):
+        EmbeddedEventLog(log_path, settle_rows=0)
 
 
 async def test_a_lock_held_too_long_is_a_retriable_storage_error(log_path: Path) -> None:
